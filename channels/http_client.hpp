@@ -1,0 +1,76 @@
+#pragma once
+// An HTTP/1.1 client with keep-alive connection pools per (scheme, host, port).
+// Beast lives in http_client.cpp only: this header stays light.
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "util/url.hpp"
+
+namespace cascade {
+
+struct HttpRequest {
+  std::string method = "POST";
+  Url url;             // scheme/host/port; url.path is ignored
+  std::string target;  // path and query to send, e.g. "/bot123:abc/sendMessage" (secret!)
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string content_type = "application/json";
+  std::chrono::steady_clock::time_point deadline;
+};
+
+struct HttpResponse {
+  enum class Error {
+    none,
+    connect,    // could not connect (refused, unreachable, TLS handshake)
+    timeout,    // deadline passed
+    io,         // connection broke
+    too_large,  // response over the size limit
+  };
+  Error error = Error::none;
+  // When error != none: whether the whole request had been written before it failed
+  // (then the server may have acted on it).
+  bool request_written = false;
+  int status = 0;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // lower-case names
+  std::string error_text;  // describes the error; never includes the target
+
+  std::string header(std::string_view name) const;
+};
+
+struct HttpClientConfig {
+  std::size_t max_connections_per_host = 64;
+  std::size_t max_idle_per_host = 64;
+  std::size_t max_response_bytes = 1 << 20;
+  std::chrono::milliseconds idle_timeout{30'000};
+};
+
+class HttpClient {
+ public:
+  HttpClient(boost::asio::any_io_executor ex, HttpClientConfig config = {});
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Never throws for network errors: they come back in HttpResponse::error.
+  boost::asio::awaitable<HttpResponse> send(HttpRequest request);
+
+  // Idle connections currently pooled (for tests that check reuse and leaks).
+  std::size_t idle_connections() const;
+  // Connections opened since construction (for tests that check keep-alive reuse).
+  std::size_t connections_opened() const;
+  void close_all();
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace cascade
