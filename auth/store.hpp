@@ -1,0 +1,78 @@
+#pragma once
+// The Redis-backed store of accounts, API keys and channel keys. cascadectl manages
+// through it; the verifier looks up through it.
+//
+// Layout (P = prefix):
+//   P:account:<id>            HASH name status created
+//   P:accounts                SET  account ids
+//   P:apikey:<sha256 hex>     HASH id account name scopes channels status created expires rate
+//   P:apikey-id:<id>          STRING sha256 hex of that key
+//   P:account:<id>:apikeys    SET  key ids
+//   P:chkey:<sha256 hex>      HASH id account type name status created s.<setting>...
+//   P:chkey-id:<id>           STRING sha256 hex
+//   P:account:<id>:chkeys     SET  channel key ids
+#include <boost/asio/awaitable.hpp>
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "auth/key.hpp"
+#include "auth/records.hpp"
+
+namespace cascade::redis {
+class Connection;
+}
+
+namespace cascade::auth {
+
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct NewApiKey {
+  ApiKey record;
+  std::string key;  // the secret, shown once
+};
+
+struct NewChannelKey {
+  ChannelKey record;
+  std::string key;  // the secret, shown once
+};
+
+class Store {
+ public:
+  Store(redis::Connection& redis, std::string prefix);
+
+  boost::asio::awaitable<Account> create_account(std::string name);
+  // Throws StoreError when the account does not exist.
+  boost::asio::awaitable<void> set_account_status(std::string id, std::string status);
+  boost::asio::awaitable<std::optional<Account>> find_account(std::string id);
+
+  // `record` carries account, name, scopes, channels, expires_ms, rate. Throws
+  // StoreError when the account (or a restricted channel key) does not exist.
+  boost::asio::awaitable<NewApiKey> create_api_key(ApiKey record);
+  boost::asio::awaitable<std::vector<ApiKey>> list_api_keys(std::string account);
+  boost::asio::awaitable<void> revoke_api_key(std::string id);
+
+  boost::asio::awaitable<NewChannelKey> create_channel_key(ChannelKey record);
+  boost::asio::awaitable<std::vector<ChannelKey>> list_channel_keys(std::string account);
+  boost::asio::awaitable<void> set_channel_status(std::string id, std::string status);
+  boost::asio::awaitable<void> delete_channel_key(std::string id);
+
+  // Look-ups by digest for the verifier: one round trip each.
+  boost::asio::awaitable<std::optional<ApiKey>> find_api_key(const Digest& digest);
+  boost::asio::awaitable<std::vector<std::optional<ChannelKey>>> find_channel_keys(
+      const std::vector<Digest>& digests);
+
+  const std::string& prefix() const { return prefix_; }
+
+ private:
+  std::string key(std::string_view a, std::string_view b) const;
+  redis::Connection& redis_;
+  std::string prefix_;
+};
+
+}  // namespace cascade::auth

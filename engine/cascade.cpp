@@ -1,0 +1,137 @@
+#include "engine/cascade.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include "engine/retry.hpp"
+#include "engine/tier.hpp"
+
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+using Clock = std::chrono::steady_clock;
+
+namespace cascade {
+namespace {
+
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// All tries of one channel inside its tier, bounded by config.channel_timeout.
+asio::awaitable<Attempt> attempt_channel(const std::string& job_id, const Job& job,
+                                         std::size_t index, const ChannelPlan& plan,
+                                         const EngineConfig& config, std::mt19937_64& rng) {
+  const auto& use = job.channels[index];
+  Attempt a;
+  a.channel = use.channel;
+  a.tier = use.tier();
+  auto start = Clock::now();
+  if (plan.paused) {
+    a.error = "channel paused";
+    a.ms = ms_since(start);
+    co_return a;
+  }
+  if (!plan.channel) {
+    a.error = "channel type " + use.channel + " is not available";
+    a.ms = ms_since(start);
+    co_return a;
+  }
+  auto ex = co_await asio::this_coro::executor;
+  auto channel_deadline = start + config.channel_timeout;
+  SendRequest req;
+  req.job_id = job_id;
+  req.settings = plan.settings;
+  req.recipient = job.recipient_for(use.channel);
+  req.message = &job.message;
+  for (int attempt_no = 1;; ++attempt_no) {
+    req.deadline = std::min(Clock::now() + config.attempt_timeout, channel_deadline);
+    a.tries = attempt_no;
+    // The adapter honours the deadline itself; the timer is a backstop for channels
+    // (embedders' own types) that would not, and cancels the send if it fires.
+    asio::steady_timer backstop(ex);
+    backstop.expires_at(req.deadline + std::chrono::seconds(1));
+    auto raced = co_await (plan.channel->send(req) || backstop.async_wait(asio::use_awaitable));
+    Outcome o = raced.index() == 0
+                    ? std::get<0>(std::move(raced))
+                    : Outcome::transient("channel did not answer before its deadline",
+                                         Outcome::Cause::network);
+    if (o.ok()) {
+      a.ok = true;
+      a.provider_id = std::move(o.provider_id);
+      a.error.clear();
+      a.retryable = false;
+      a.unknown = false;
+      break;
+    }
+    a.error = std::move(o.error);
+    a.retryable = o.retryable();
+    a.unknown = o.unknown;
+    auto remaining =
+        std::chrono::duration_cast<std::chrono::milliseconds>(channel_deadline - Clock::now());
+    auto delay = retry_delay(o, attempt_no + 1, config.retry, remaining, rng);
+    if (!delay) break;
+    asio::steady_timer t(ex);
+    t.expires_after(*delay);
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  a.ms = ms_since(start);
+  co_return a;
+}
+
+}  // namespace
+
+asio::awaitable<CascadeReport> run_cascade(const std::string& job_id, const Job& job,
+                                           const std::vector<ChannelPlan>& plan,
+                                           const EngineConfig& config, std::mt19937_64& rng) {
+  CascadeReport report;
+  auto ex = co_await asio::this_coro::executor;
+  for (const auto& tier : plan_tiers(job)) {
+    using Op = decltype(asio::co_spawn(
+        ex, attempt_channel(job_id, job, 0, plan[0], config, rng), asio::deferred));
+    std::vector<Op> ops;
+    ops.reserve(tier.channels.size());
+    for (auto i : tier.channels)
+      ops.push_back(asio::co_spawn(ex, attempt_channel(job_id, job, i, plan[i], config, rng),
+                                   asio::deferred));
+    auto [order, errors, attempts] =
+        co_await asio::experimental::make_parallel_group(std::move(ops))
+            .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+    (void)order;
+    for (std::size_t k = 0; k < attempts.size(); ++k) {
+      Attempt a = std::move(attempts[k]);
+      if (errors[k]) {
+        // A channel implementation threw: a bug, but it fails this channel only.
+        a = Attempt{};
+        a.channel = job.channels[tier.channels[k]].channel;
+        a.tier = tier.number;
+        // Its text stays out of the result: embedders' exceptions may carry anything.
+        a.error = "internal error in channel";
+        try {
+          std::rethrow_exception(errors[k]);
+        } catch (const std::exception& e) {
+          spdlog::error("job {} channel {} threw: {}", job_id, a.channel, e.what());
+        } catch (...) {
+          spdlog::error("job {} channel {} threw a non-exception", job_id, a.channel);
+        }
+      }
+      if (a.ok) {
+        report.delivered = true;
+        report.delivered_via.push_back(a.channel);
+      } else if (a.retryable) {
+        report.any_retryable = true;
+      }
+      report.attempts.push_back(std::move(a));
+    }
+    if (report.delivered) break;
+  }
+  co_return report;
+}
+
+}  // namespace cascade

@@ -1,0 +1,36 @@
+#pragma once
+// One configuration struct for the engine; flags and env (cascaded) only fill it.
+#include <chrono>
+#include <cstddef>
+#include <map>
+#include <string>
+
+#include "engine/job.hpp"
+
+namespace cascade {
+
+struct RetryPolicy {
+  int max_retries = 2;                       // retries of one channel inside its tier
+  std::chrono::milliseconds base{200};       // first backoff (full jitter)
+  std::chrono::milliseconds cap{5000};       // largest single backoff
+};
+
+struct EngineConfig {
+  std::string redis_url = "redis://127.0.0.1:6379/0";
+  std::string prefix = "cascade";
+  std::size_t concurrency = 1024;  // jobs in flight at most
+  std::string group = "cascade";   // consumer group on <prefix>:jobs
+  std::string consumer;            // default: hostname-pid
+  std::chrono::milliseconds block{1000};  // XREADGROUP BLOCK
+  std::chrono::seconds result_ttl{24 * 3600};
+  std::size_t results_maxlen = 1'000'000;
+  std::chrono::milliseconds attempt_timeout{10'000};  // one try on one channel
+  std::chrono::milliseconds channel_timeout{30'000};  // all tries of one channel in a tier
+  RetryPolicy retry;
+  JobLimits limits;
+  std::chrono::milliseconds drain_timeout{30'000};
+  // Global provider base overrides by channel type ("telegram" -> "http://127.0.0.1:9000").
+  std::map<std::string, std::string, std::less<>> api_base_overrides;
+};
+
+}  // namespace cascade

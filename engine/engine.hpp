@@ -1,0 +1,51 @@
+#pragma once
+// The public embedding API: a backend builds an EngineConfig, hands the engine its
+// io_context, optionally registers extra channel types, and starts/stops it.
+// `cascaded` is a thin main over this class.
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "channels/channel.hpp"
+#include "engine/config.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace cascade {
+
+struct EngineStats {
+  std::uint64_t jobs = 0;  // finished jobs (results written)
+  std::uint64_t delivered = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t rejected = 0;
+  std::size_t in_flight = 0;
+  bool redis_ready = false;
+};
+
+class Engine {
+ public:
+  // The engine runs on `io`; the caller runs io (one thread: the engine is not
+  // thread-safe, like everything on that io_context).
+  Engine(boost::asio::io_context& io, EngineConfig config,
+         ChannelRegistry registry = ChannelRegistry::with_builtins());
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Creates the consumer group if needed and starts consuming. Returns at once.
+  void start();
+  // Stops reading, lets in-flight jobs finish (up to config.drain_timeout), then calls
+  // `done` on the io_context. Jobs still unfinished stay pending in Redis.
+  void stop(std::function<void()> done = {});
+
+  EngineStats stats() const;
+  const EngineConfig& config() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace cascade

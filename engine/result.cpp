@@ -1,0 +1,62 @@
+#include "engine/result.hpp"
+
+#include "util/json.hpp"
+
+namespace cascade {
+
+Result Result::rejected(std::string id, int status, std::string error, std::string field) {
+  Result r;
+  r.id = std::move(id);
+  r.status = status;
+  r.state = "rejected";
+  r.error = std::move(error);
+  r.field = std::move(field);
+  return r;
+}
+
+std::string Result::to_json() const {
+  std::string out;
+  out.reserve(256 + attempts.size() * 128 + metadata_json.size());
+  json::ObjectWriter w(out);
+  w.field("id", id).field("status", status).field("state", state);
+  if (!account.empty()) w.field("account", account);
+  if (!error.empty()) w.field("error", error);
+  if (!field.empty()) w.field("field", field);
+  if (status == 429) w.field("retryAfter", retry_after);
+  if (state == "delivered" || state == "failed" || !attempts.empty()) {
+    std::string via = "[";
+    for (std::size_t i = 0; i < delivered_via.size(); ++i) {
+      if (i) via += ',';
+      json::append_string(via, delivered_via[i]);
+    }
+    via += ']';
+    w.raw("delivered_via", via);
+    std::string arr = "[";
+    for (std::size_t i = 0; i < attempts.size(); ++i) {
+      const auto& a = attempts[i];
+      if (i) arr += ',';
+      json::ObjectWriter aw(arr);
+      aw.field("channel", a.channel).field("tier", a.tier).field("ok", a.ok);
+      if (a.ok) {
+        if (!a.provider_id.empty()) aw.field("provider_id", a.provider_id);
+      } else {
+        aw.field("error", a.error).field("retryable", a.retryable);
+        if (a.unknown) aw.field("outcome_unknown", true);
+      }
+      aw.field("tries", a.tries);
+      std::string ms;
+      json::append_ms(ms, a.ms);
+      aw.raw("ms", ms);
+      aw.close();
+    }
+    arr += ']';
+    w.raw("attempts", arr);
+  }
+  w.field("job_attempt", job_attempt);
+  if (!metadata_json.empty()) w.raw("metadata", metadata_json);
+  w.field("finished_at", finished_at);
+  w.close();
+  return out;
+}
+
+}  // namespace cascade

@@ -1,0 +1,42 @@
+#pragma once
+// The result record of SPEC §4 and its JSON form. Pure.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "channels/outcome.hpp"
+
+namespace cascade {
+
+// One channel's part in a job: all its tries inside its tier.
+struct Attempt {
+  std::string channel;
+  int tier = 0;
+  bool ok = false;
+  std::string provider_id;
+  std::string error;
+  bool retryable = false;
+  bool unknown = false;  // last try's outcome unknown (request written, no reply)
+  int tries = 0;
+  double ms = 0;
+};
+
+struct Result {
+  std::string id;
+  int status = 0;     // 200 delivered, 502 failed, 4xx rejected, 409 duplicate
+  std::string state;  // delivered | failed | rejected | duplicate | retrying
+  std::string account;
+  std::vector<std::string> delivered_via;
+  std::vector<Attempt> attempts;
+  int job_attempt = 1;
+  std::string error;
+  std::string field;
+  int retry_after = 0;
+  std::string metadata_json;
+  std::string finished_at;  // ISO 8601 UTC
+
+  static Result rejected(std::string id, int status, std::string error, std::string field = {});
+  std::string to_json() const;
+};
+
+}  // namespace cascade

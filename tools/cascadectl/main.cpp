@@ -1,0 +1,545 @@
+// cascadectl: the operator CLI (SPEC §6). Talks to Redis only.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "auth/store.hpp"
+#include "redis/connection.hpp"
+#include "util/json.hpp"
+#include "util/time.hpp"
+#include "util/url.hpp"
+
+namespace asio = boost::asio;
+using namespace cascade;
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: cascadectl [--redis URL] [--prefix P] [--json] COMMAND
+
+  account create --name NAME                      -> account id
+  account pause|resume ACCOUNT_ID
+  apikey create --account ID --name NAME [--scopes send,read,manage,events|admin]
+                [--channels CK_ID,...] [--expires-in 30d]
+                                                  -> key id and the key, shown once
+  apikey list --account ID
+  apikey revoke KEY_ID
+  channel create --account ID --type whatsapp|waba|telegram|email --name NAME
+                 [--api-base URL] [provider options]
+                                                  -> channel key id and the key, shown once
+      telegram: --bot-token T
+      waba:     --phone-number-id ID --access-token T [--api-version v23.0]
+      whatsapp: --api-base GATEWAY_URL [--session NAME] [--gateway-key K]
+      email:    --from ADDR and either --provider postmark --server-token T
+                or --provider smtp --smtp-host H --smtp-port P [--smtp-user U --smtp-pass P]
+                   [--smtp-tls none|starttls|tls]
+  channel list --account ID
+  channel pause|resume|delete CK_ID
+  send (--token KEY | --x-api-key KEY) [--idempotency-key K] [--wait 10s] BODY_FILE|-
+                                                  -> job id; with --wait, the result
+  job show JOB_ID
+
+global options:
+  --redis URL    redis://[[user]:password@]host[:port][/db] (CASCADE_REDIS_URL,
+                 default redis://127.0.0.1:6379/0)
+  --prefix P     key prefix (CASCADE_PREFIX, default cascade)
+  --json         print exactly one JSON object on stdout
+
+Exit status: 0 success; 1 the command failed (unknown id, a job that did not deliver
+with --wait, ...); 2 bad usage; 3 --wait timed out; 4 Redis unreachable.
+)";
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct Failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Parsed command line: positional words and --name value options.
+struct Args {
+  std::vector<std::string> words;
+  std::map<std::string, std::string> opts;
+  std::vector<std::string> used;
+
+  std::optional<std::string> get(const std::string& name) {
+    used.push_back(name);
+    auto it = opts.find(name);
+    if (it == opts.end()) return std::nullopt;
+    return it->second;
+  }
+  std::string need(const std::string& name) {
+    auto v = get(name);
+    if (!v || v->empty()) throw UsageError(name + " is required");
+    return *v;
+  }
+  // Rejects options this command does not take, so typos are loud.
+  void finish() {
+    for (const auto& [k, v] : opts)
+      if (std::find(used.begin(), used.end(), k) == used.end())
+        throw UsageError("unknown option " + k + " for this command");
+  }
+};
+
+const std::vector<std::string> kFlags = {"--json"};  // options without a value
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s == "-" || !s.starts_with("--")) {
+      a.words.push_back(s);
+      continue;
+    }
+    if (s == "--help") throw UsageError("");
+    if (auto eq = s.find('='); eq != std::string::npos) {
+      a.opts[s.substr(0, eq)] = s.substr(eq + 1);
+    } else if (std::find(kFlags.begin(), kFlags.end(), s) != kFlags.end()) {
+      a.opts[s] = "1";
+    } else {
+      if (i + 1 >= argc) throw UsageError(s + " needs a value");
+      a.opts[s] = argv[++i];
+    }
+  }
+  return a;
+}
+
+template <class T>
+T run(asio::io_context& io, asio::awaitable<T> aw) {
+  std::optional<T> result;
+  std::exception_ptr error;
+  asio::co_spawn(io, std::move(aw), [&](std::exception_ptr e, T v) {
+    error = e;
+    if (!e) result = std::move(v);
+  });
+  io.restart();
+  io.run();
+  if (error) std::rethrow_exception(error);
+  return std::move(*result);
+}
+
+inline void run(asio::io_context& io, asio::awaitable<void> aw) {
+  std::exception_ptr error;
+  asio::co_spawn(io, std::move(aw), [&](std::exception_ptr e) { error = e; });
+  io.restart();
+  io.run();
+  if (error) std::rethrow_exception(error);
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string part;
+  while (std::getline(ss, part, ','))
+    if (!part.empty()) out.push_back(part);
+  return out;
+}
+
+std::string join(const std::vector<std::string>& v, const char* sep = ",") {
+  std::string out;
+  for (const auto& s : v) {
+    if (!out.empty()) out += sep;
+    out += s;
+  }
+  return out;
+}
+
+std::string json_array(const std::vector<std::string>& v) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (i) out += ',';
+    json::append_string(out, v[i]);
+  }
+  return out + "]";
+}
+
+std::string time_or(std::int64_t ms, const char* none) {
+  return ms == 0 ? none : iso8601_utc(std::chrono::system_clock::time_point(
+                              std::chrono::milliseconds(ms)));
+}
+
+struct Ctl {
+  asio::io_context io{1};
+  redis::Connection redis;
+  auth::Store store;
+  std::string prefix;
+  bool json_out = false;
+
+  Ctl(redis::Config cfg, std::string p)
+      : redis(io.get_executor(), cfg), store(redis, p), prefix(std::move(p)) {}
+
+  redis::Reply exec(redis::Command c) { return run(io, redis.exec(std::move(c))); }
+
+  void print_created(const std::string& what, const std::string& id, const std::string& key) {
+    if (json_out) {
+      std::string out;
+      json::ObjectWriter(out).field("id", id).field("key", key).close();
+      std::cout << out << "\n";
+    } else {
+      std::cout << what << " " << id << "\nkey: " << key
+                << "\n(the key is shown only now: store it safely)\n";
+    }
+  }
+
+  void print_ok(const std::string& text, const std::string& id, const std::string& state) {
+    if (json_out) {
+      std::string out;
+      json::ObjectWriter(out).field("id", id).field("status", state).close();
+      std::cout << out << "\n";
+    } else {
+      std::cout << text << "\n";
+    }
+  }
+
+  int account(Args& a) {
+    if (a.words.size() < 2) throw UsageError("account needs create, pause or resume");
+    const auto& verb = a.words[1];
+    if (verb == "create") {
+      auto name = a.need("--name");
+      a.finish();
+      auto acc = run(io, store.create_account(name));
+      if (json_out) {
+        std::string out;
+        json::ObjectWriter(out).field("id", acc.id).field("name", acc.name).close();
+        std::cout << out << "\n";
+      } else {
+        std::cout << acc.id << "\n";
+      }
+      return 0;
+    }
+    if (verb == "pause" || verb == "resume") {
+      if (a.words.size() != 3) throw UsageError("account " + verb + " needs ACCOUNT_ID");
+      a.finish();
+      auto status = verb == "pause" ? "paused" : "active";
+      run(io, store.set_account_status(a.words[2], status));
+      print_ok("account " + a.words[2] + " " + status, a.words[2], status);
+      return 0;
+    }
+    throw UsageError("unknown account command '" + verb + "'");
+  }
+
+  int apikey(Args& a) {
+    if (a.words.size() < 2) throw UsageError("apikey needs create, list or revoke");
+    const auto& verb = a.words[1];
+    if (verb == "create") {
+      auth::ApiKey rec;
+      rec.account = a.need("--account");
+      rec.name = a.need("--name");
+      rec.scopes = split_list(a.get("--scopes").value_or("send"));
+      for (const auto& s : rec.scopes)
+        if (s != "send" && s != "read" && s != "manage" && s != "events" && s != "admin")
+          throw UsageError("unknown scope '" + s + "' (send, read, manage, events, admin)");
+      if (rec.scopes.empty()) throw UsageError("--scopes must name at least one scope");
+      if (auto ch = a.get("--channels")) rec.channels = split_list(*ch);
+      if (auto exp = a.get("--expires-in")) {
+        auto d = parse_duration(*exp);
+        if (!d || d->count() <= 0) throw UsageError("--expires-in must be a duration like 30d, 12h");
+        rec.expires_ms = now_unix_ms() + d->count();
+      }
+      a.finish();
+      auto created = run(io, store.create_api_key(rec));
+      print_created("API key", created.record.id, created.key);
+      return 0;
+    }
+    if (verb == "list") {
+      auto account = a.need("--account");
+      a.finish();
+      if (!run(io, store.find_account(account))) throw Failure("no account " + account);
+      auto keys = run(io, store.list_api_keys(account));
+      if (json_out) {
+        std::string arr = "[";
+        for (std::size_t i = 0; i < keys.size(); ++i) {
+          const auto& k = keys[i];
+          if (i) arr += ',';
+          json::ObjectWriter w(arr);
+          w.field("id", k.id).field("name", k.name).raw("scopes", json_array(k.scopes));
+          w.raw("channels", json_array(k.channels)).field("status", k.status);
+          w.field("created", time_or(k.created_ms, ""));
+          w.field("expires", time_or(k.expires_ms, ""));
+          w.close();
+        }
+        arr += "]";
+        std::string out;
+        json::ObjectWriter(out).field("account", account).raw("keys", arr).close();
+        std::cout << out << "\n";
+      } else {
+        for (const auto& k : keys)
+          std::cout << k.id << "  " << k.name << "  scopes=" << join(k.scopes)
+                    << "  channels=" << (k.channels.empty() ? "any" : join(k.channels))
+                    << "  status=" << k.status << "  created=" << time_or(k.created_ms, "-")
+                    << "  expires=" << time_or(k.expires_ms, "never") << "\n";
+      }
+      return 0;
+    }
+    if (verb == "revoke") {
+      if (a.words.size() != 3) throw UsageError("apikey revoke needs KEY_ID");
+      a.finish();
+      run(io, store.revoke_api_key(a.words[2]));
+      print_ok("API key " + a.words[2] + " revoked", a.words[2], "revoked");
+      return 0;
+    }
+    throw UsageError("unknown apikey command '" + verb + "'");
+  }
+
+  int channel(Args& a) {
+    if (a.words.size() < 2) throw UsageError("channel needs create, list, pause, resume or delete");
+    const auto& verb = a.words[1];
+    if (verb == "create") {
+      auth::ChannelKey rec;
+      rec.account = a.need("--account");
+      rec.type = a.need("--type");
+      rec.name = a.need("--name");
+      auto& s = rec.settings;
+      auto base = a.get("--api-base");
+      if (base) {
+        std::string why;
+        if (!parse_url(*base, &why)) throw UsageError("--api-base: " + why);
+        s["api_base"] = *base;
+      }
+      if (rec.type == "telegram") {
+        s["bot_token"] = a.need("--bot-token");
+      } else if (rec.type == "waba") {
+        s["phone_number_id"] = a.need("--phone-number-id");
+        s["access_token"] = a.need("--access-token");
+        if (auto v = a.get("--api-version")) s["version"] = *v;
+      } else if (rec.type == "whatsapp") {
+        if (!base) throw UsageError("--api-base GATEWAY_URL is required for whatsapp");
+        s["session"] = a.get("--session").value_or("default");
+        if (auto k = a.get("--gateway-key")) s["gateway_key"] = *k;
+      } else if (rec.type == "email") {
+        s["from"] = a.need("--from");
+        auto provider = a.need("--provider");
+        s["provider"] = provider;
+        if (provider == "postmark") {
+          s["server_token"] = a.need("--server-token");
+        } else if (provider == "smtp") {
+          s["smtp_host"] = a.need("--smtp-host");
+          s["smtp_port"] = a.need("--smtp-port");
+          if (auto u = a.get("--smtp-user")) s["smtp_user"] = *u;
+          if (auto p = a.get("--smtp-pass")) s["smtp_pass"] = *p;
+          auto tls = a.get("--smtp-tls").value_or("starttls");
+          if (tls != "none" && tls != "starttls" && tls != "tls")
+            throw UsageError("--smtp-tls must be none, starttls or tls");
+          s["smtp_tls"] = tls;
+        } else {
+          throw UsageError("--provider must be postmark or smtp");
+        }
+      } else {
+        throw UsageError("--type must be whatsapp, waba, telegram or email");
+      }
+      a.finish();
+      auto created = run(io, store.create_channel_key(rec));
+      print_created("channel key", created.record.id, created.key);
+      return 0;
+    }
+    if (verb == "list") {
+      auto account = a.need("--account");
+      a.finish();
+      if (!run(io, store.find_account(account))) throw Failure("no account " + account);
+      auto keys = run(io, store.list_channel_keys(account));
+      if (json_out) {
+        std::string arr = "[";
+        for (std::size_t i = 0; i < keys.size(); ++i) {
+          const auto& k = keys[i];
+          if (i) arr += ',';
+          json::ObjectWriter(arr)
+              .field("id", k.id)
+              .field("type", k.type)
+              .field("name", k.name)
+              .field("status", k.status)
+              .field("created", time_or(k.created_ms, ""))
+              .close();
+        }
+        arr += "]";
+        std::string out;
+        json::ObjectWriter(out).field("account", account).raw("channels", arr).close();
+        std::cout << out << "\n";
+      } else {
+        // Provider settings hold credentials: never listed.
+        for (const auto& k : keys)
+          std::cout << k.id << "  " << k.type << "  " << k.name << "  status=" << k.status
+                    << "  created=" << time_or(k.created_ms, "-") << "\n";
+      }
+      return 0;
+    }
+    if (verb == "pause" || verb == "resume" || verb == "delete") {
+      if (a.words.size() != 3) throw UsageError("channel " + verb + " needs CK_ID");
+      a.finish();
+      if (verb == "delete") {
+        run(io, store.delete_channel_key(a.words[2]));
+        print_ok("channel key " + a.words[2] + " deleted", a.words[2], "deleted");
+      } else {
+        auto status = verb == "pause" ? "paused" : "active";
+        run(io, store.set_channel_status(a.words[2], status));
+        print_ok("channel key " + a.words[2] + " " + status, a.words[2], status);
+      }
+      return 0;
+    }
+    throw UsageError("unknown channel command '" + verb + "'");
+  }
+
+  static std::string read_body(const std::string& path) {
+    if (path == "-") {
+      return std::string(std::istreambuf_iterator<char>(std::cin), {});
+    }
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw Failure("cannot read " + path);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  }
+
+  int send(Args& a) {
+    auto token = a.get("--token");
+    auto xkey = a.get("--x-api-key");
+    auto idem = a.get("--idempotency-key");
+    auto wait = a.get("--wait");
+    a.finish();
+    if (!token && !xkey) throw UsageError("send needs --token KEY or --x-api-key KEY");
+    if (a.words.size() != 2) throw UsageError("send needs BODY_FILE (or - for stdin)");
+    std::optional<std::chrono::milliseconds> wait_for;
+    if (wait) {
+      wait_for = parse_duration(*wait);
+      if (!wait_for) throw UsageError("--wait must be a duration like 10s");
+    }
+    auto body = read_body(a.words[1]);
+    std::string last_result = "0-0";
+    if (wait_for) {
+      auto last = exec(redis::cmd("XREVRANGE", prefix + ":results", "+", "-", "COUNT", "1"));
+      if (last.is_array() && !last.elements.empty()) last_result = last.elements[0].elements[0].str;
+    }
+    auto c = redis::cmd("XADD", prefix + ":jobs", "*");
+    if (token) {
+      c.push_back("authorization");
+      c.push_back("Bearer " + *token);
+    }
+    if (xkey) {
+      c.push_back("x-api-key");
+      c.push_back(*xkey);
+    }
+    if (idem) {
+      c.push_back("idempotency-key");
+      c.push_back(*idem);
+    }
+    c.push_back("body");
+    c.push_back(body);
+    auto id = exec(std::move(c));
+    if (id.is_error()) throw Failure("XADD failed: " + id.str);
+    if (!wait_for) {
+      if (json_out) {
+        std::string out;
+        json::ObjectWriter(out).field("id", id.str).close();
+        std::cout << out << "\n";
+      } else {
+        std::cout << id.str << "\n";
+      }
+      return 0;
+    }
+    auto deadline = std::chrono::steady_clock::now() + *wait_for;
+    for (;;) {
+      auto r = exec(redis::cmd("GET", prefix + ":result:" + id.str));
+      if (!r.is_nil() && !r.is_error() && r.str.find("\"state\":\"retrying\"") == std::string::npos) {
+        std::cout << r.str << "\n";
+        return r.str.find("\"state\":\"delivered\"") != std::string::npos ? 0 : 1;
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        std::cerr << "cascadectl: no result for job " << id.str << " within " << *wait
+                  << " (it is still queued or running; see `cascadectl job show " << id.str
+                  << "`)\n";
+        return 3;
+      }
+      // Block on the results stream from where we last looked: no polling interval.
+      auto block = std::min<std::int64_t>(left.count(), 1000);
+      auto entries =
+          run(io, redis.exec(redis::cmd("XREAD", "COUNT", "1000", "BLOCK", std::to_string(block),
+                                        "STREAMS", prefix + ":results", last_result),
+                             std::chrono::milliseconds(block + 5000)));
+      if (entries.is_array() && !entries.elements.empty()) {
+        const auto& list = entries.elements[0].elements[1].elements;
+        if (!list.empty()) last_result = list.back().elements[0].str;
+      }
+    }
+  }
+
+  int job(Args& a) {
+    if (a.words.size() != 3 || a.words[1] != "show") throw UsageError("usage: job show JOB_ID");
+    a.finish();
+    const auto& id = a.words[2];
+    auto r = exec(redis::cmd("GET", prefix + ":result:" + id));
+    if (!r.is_nil() && !r.is_error()) {
+      std::cout << r.str << "\n";
+      return 0;
+    }
+    auto queued = exec(redis::cmd("XRANGE", prefix + ":jobs", id, id));
+    if (queued.is_error()) throw Failure("bad job id '" + id + "'");
+    if (queued.is_array() && !queued.elements.empty()) {
+      if (json_out) {
+        std::string out;
+        json::ObjectWriter(out).field("id", id).field("state", "queued").close();
+        std::cout << out << "\n";
+      } else {
+        std::cout << "job " << id << " is queued or running (no result yet)\n";
+      }
+      return 0;
+    }
+    throw Failure("no job " + id + " (unknown, or its result expired)");
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    auto args = parse_args(argc, argv);
+    std::string url = "redis://127.0.0.1:6379/0";
+    if (const char* e = std::getenv("CASCADE_REDIS_URL")) url = e;
+    if (auto v = args.get("--redis")) url = *v;
+    std::string prefix = "cascade";
+    if (const char* e = std::getenv("CASCADE_PREFIX")) prefix = e;
+    if (auto v = args.get("--prefix")) prefix = *v;
+    if (prefix.empty()) throw UsageError("--prefix must not be empty");
+    std::string why;
+    auto cfg = redis::parse_url(url, &why);
+    if (!cfg) throw UsageError("--redis: " + why);
+    Ctl ctl(*cfg, prefix);
+    ctl.json_out = args.get("--json").has_value();
+    if (args.words.empty()) throw UsageError("");
+    const auto& cmd = args.words[0];
+    if (cmd == "account") return ctl.account(args);
+    if (cmd == "apikey") return ctl.apikey(args);
+    if (cmd == "channel") return ctl.channel(args);
+    if (cmd == "send") return ctl.send(args);
+    if (cmd == "job") return ctl.job(args);
+    throw UsageError("unknown command '" + cmd + "'");
+  } catch (const UsageError& e) {
+    if (std::string(e.what()).empty()) {
+      std::cout << kUsage;
+      return argc > 1 ? 0 : 2;
+    }
+    std::cerr << "cascadectl: " << e.what() << " (see cascadectl --help)\n";
+    return 2;
+  } catch (const auth::StoreError& e) {
+    std::cerr << "cascadectl: " << e.what() << "\n";
+    return 1;
+  } catch (const Failure& e) {
+    std::cerr << "cascadectl: " << e.what() << "\n";
+    return 1;
+  } catch (const redis::Error& e) {
+    std::cerr << "cascadectl: " << e.what() << "\n";
+    return 4;
+  } catch (const std::exception& e) {
+    std::cerr << "cascadectl: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,163 @@
+// cascaded: the Cascade worker daemon. A thin main: flags and env fill EngineConfig.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include "engine/engine.hpp"
+#include "util/log.hpp"
+#include "util/time.hpp"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: cascaded [options]
+
+Consumes send jobs from the Redis stream <prefix>:jobs, authenticates them, delivers
+them through the cascade of channels and writes one result per job.
+
+options (each has an environment twin; the flag wins):
+  --redis URL              redis://[[user]:password@]host[:port][/db]
+                           (CASCADE_REDIS_URL, default redis://127.0.0.1:6379/0)
+  --prefix P               key prefix (CASCADE_PREFIX, default cascade)
+  --concurrency N          jobs in flight at most (CASCADE_CONCURRENCY, default 1024)
+  --consumer NAME          consumer name in the group (CASCADE_CONSUMER, default host-pid)
+  --group NAME             consumer group (CASCADE_GROUP, default cascade)
+  --attempt-timeout D      deadline of one try on one channel (CASCADE_ATTEMPT_TIMEOUT, 10s)
+  --channel-timeout D      deadline of all tries of a channel in a tier (CASCADE_CHANNEL_TIMEOUT, 30s)
+  --retries N              retries of a transient failure inside a tier (CASCADE_RETRIES, 2)
+  --retry-base D           first backoff, doubled per retry, full jitter (CASCADE_RETRY_BASE, 200ms)
+  --result-ttl D           lifetime of <prefix>:result:<id> (CASCADE_RESULT_TTL, 24h)
+  --results-maxlen N       approximate cap of <prefix>:results (CASCADE_RESULTS_MAXLEN, 1000000)
+  --drain-timeout D        on SIGTERM/SIGINT, how long in-flight jobs may finish (CASCADE_DRAIN_TIMEOUT, 30s)
+  --log-format text|json   (CASCADE_LOG_FORMAT, default text)
+  --log-level LEVEL        trace|debug|info|warn|error|off (CASCADE_LOG_LEVEL, default info)
+  --help                   this text
+
+Provider API bases default to the real providers; override them globally with
+CASCADE_TELEGRAM_API_BASE, CASCADE_WABA_API_BASE, CASCADE_POSTMARK_API_BASE and
+CASCADE_WHATSAPP_API_BASE (a channel key's own --api-base wins).
+Durations: 250ms, 30s, 5m, 24h, 30d.
+)";
+
+[[noreturn]] void die(const std::string& msg) {
+  std::cerr << "cascaded: " << msg << "\n";
+  std::exit(2);
+}
+
+std::size_t to_size(const std::string& name, const std::string& v) {
+  std::size_t out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || p != v.data() + v.size()) die(name + " must be a whole number, got '" + v + "'");
+  return out;
+}
+
+std::chrono::milliseconds to_duration(const std::string& name, const std::string& v) {
+  auto d = cascade::parse_duration(v);
+  if (!d) die(name + " must be a duration like 250ms, 30s, 5m, got '" + v + "'");
+  return *d;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::map<std::string, std::string> opt;
+  const std::map<std::string, std::string> env_of = {
+      {"--redis", "CASCADE_REDIS_URL"},
+      {"--prefix", "CASCADE_PREFIX"},
+      {"--concurrency", "CASCADE_CONCURRENCY"},
+      {"--consumer", "CASCADE_CONSUMER"},
+      {"--group", "CASCADE_GROUP"},
+      {"--attempt-timeout", "CASCADE_ATTEMPT_TIMEOUT"},
+      {"--channel-timeout", "CASCADE_CHANNEL_TIMEOUT"},
+      {"--retries", "CASCADE_RETRIES"},
+      {"--retry-base", "CASCADE_RETRY_BASE"},
+      {"--result-ttl", "CASCADE_RESULT_TTL"},
+      {"--results-maxlen", "CASCADE_RESULTS_MAXLEN"},
+      {"--drain-timeout", "CASCADE_DRAIN_TIMEOUT"},
+      {"--log-format", "CASCADE_LOG_FORMAT"},
+      {"--log-level", "CASCADE_LOG_LEVEL"},
+  };
+  for (const auto& [flag, env] : env_of)
+    if (const char* v = std::getenv(env.c_str())) opt[flag] = v;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+    std::string value;
+    if (auto eq = a.find('='); eq != std::string::npos) {
+      value = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    } else if (env_of.count(a)) {
+      if (i + 1 >= argc) die(a + " needs a value");
+      value = argv[++i];
+    }
+    if (!env_of.count(a)) die("unknown option '" + a + "' (see --help)");
+    opt[a] = value;
+  }
+
+  cascade::EngineConfig cfg;
+  if (opt.count("--redis")) cfg.redis_url = opt["--redis"];
+  if (opt.count("--prefix")) cfg.prefix = opt["--prefix"];
+  if (cfg.prefix.empty()) die("--prefix must not be empty");
+  if (opt.count("--concurrency")) cfg.concurrency = to_size("--concurrency", opt["--concurrency"]);
+  if (cfg.concurrency == 0) die("--concurrency must be at least 1");
+  if (opt.count("--consumer")) cfg.consumer = opt["--consumer"];
+  if (opt.count("--group")) cfg.group = opt["--group"];
+  if (opt.count("--attempt-timeout"))
+    cfg.attempt_timeout = to_duration("--attempt-timeout", opt["--attempt-timeout"]);
+  if (opt.count("--channel-timeout"))
+    cfg.channel_timeout = to_duration("--channel-timeout", opt["--channel-timeout"]);
+  if (opt.count("--retries"))
+    cfg.retry.max_retries = static_cast<int>(to_size("--retries", opt["--retries"]));
+  if (opt.count("--retry-base")) cfg.retry.base = to_duration("--retry-base", opt["--retry-base"]);
+  if (opt.count("--result-ttl")) {
+    auto ttl = std::chrono::duration_cast<std::chrono::seconds>(
+        to_duration("--result-ttl", opt["--result-ttl"]));
+    if (ttl.count() < 1) die("--result-ttl must be at least 1s");
+    cfg.result_ttl = ttl;
+  }
+  if (opt.count("--results-maxlen"))
+    cfg.results_maxlen = to_size("--results-maxlen", opt["--results-maxlen"]);
+  if (opt.count("--drain-timeout"))
+    cfg.drain_timeout = to_duration("--drain-timeout", opt["--drain-timeout"]);
+  for (auto [type, env] : {std::pair{"telegram", "CASCADE_TELEGRAM_API_BASE"},
+                           std::pair{"waba", "CASCADE_WABA_API_BASE"},
+                           std::pair{"email", "CASCADE_POSTMARK_API_BASE"},
+                           std::pair{"whatsapp", "CASCADE_WHATSAPP_API_BASE"}}) {
+    if (const char* v = std::getenv(env); v && *v) cfg.api_base_overrides[type] = v;
+  }
+
+  auto format = opt.count("--log-format") ? opt["--log-format"] : "text";
+  if (format != "text" && format != "json") die("--log-format must be text or json");
+  auto level = opt.count("--log-level") ? opt["--log-level"] : "info";
+  if (spdlog::level::from_str(level) == spdlog::level::off && level != "off")
+    die("--log-level must be one of trace, debug, info, warn, error, off");
+  cascade::init_logging(format == "json" ? cascade::LogFormat::json : cascade::LogFormat::text,
+                        level);
+
+  try {
+    boost::asio::io_context io(1);
+    cascade::Engine engine(io, cfg);
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      spdlog::info("signal {}: draining (up to {} ms)", sig, cfg.drain_timeout.count());
+      engine.stop([&] { io.stop(); });
+    });
+    engine.start();
+    io.run();
+    auto s = engine.stats();
+    spdlog::info("stopped: {} jobs ({} delivered, {} failed, {} rejected)", s.jobs, s.delivered,
+                 s.failed, s.rejected);
+  } catch (const std::exception& e) {
+    die(e.what());
+  }
+  return 0;
+}
