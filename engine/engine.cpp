@@ -122,6 +122,7 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
   static asio::awaitable<void> consume(std::shared_ptr<Impl> self) {
     auto backoff = std::chrono::milliseconds(100);
     bool group_ready = false;
+    bool failed = false;
     while (!self->stopping) {
       try {
         if (!group_ready) {
@@ -157,6 +158,11 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
         if (self->stopping) break;
         self->stats.redis_ready = false;
         spdlog::warn("redis unavailable ({}); retrying in {} ms", e.what(), backoff.count());
+        failed = true;
+      }
+      if (failed) {
+        // co_await is not allowed inside a catch handler: back off here.
+        failed = false;
         co_await pause(self->io, backoff);
         backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
       }
@@ -237,9 +243,10 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
     auto& principal = std::get<auth::Principal>(who);
     auto parsed = parse_job(*body, config.limits);
     if (auto* err = std::get_if<JobError>(&parsed)) {
-      // A body that is not JSON at all is unreadable: it also goes to the dead letters.
-      dead = err->field.empty();
-      auto r = Result::rejected(id, 400, "Invalid request: " + err->reason, err->field);
+      // A body that cannot be read at all (not a JSON object, or over the size limit)
+      // also goes to the dead letters, where an operator can look at it.
+      dead = err->unreadable || err->field.empty();
+      auto r = Result::rejected(id, 400, err->message(), err->field);
       r.account = principal.account.id;
       co_return r;
     }

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The demo: installs what is missing, builds, starts a local redis-server and
+# cascade-mock-provider on free loopback ports, runs cascaded, creates an account, an API
+# key and channel keys, sends three jobs and prints their results, then stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+tools/deps.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j "$(nproc)" --target cascaded cascadectl cascade-mock-provider
+
+bin=$root/build/tools
+work=$(mktemp -d /tmp/cascade-demo.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
+  >"$work/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+export CASCADE_REDIS_URL="redis://127.0.0.1:$redis_port/0"
+
+"$bin/mock_provider/cascade-mock-provider" --listen 127.0.0.1:0 >"$work/mock.out" 2>"$work/mock.log" &
+pids+=($!)
+for _ in $(seq 100); do grep -q "listening on" "$work/mock.out" 2>/dev/null && break; sleep 0.1; done
+mock=$(sed -n 's/^listening on \(.*\)$/http:\/\/\1/p' "$work/mock.out")
+say "redis on 127.0.0.1:$redis_port, mock provider on $mock"
+
+export CASCADE_TELEGRAM_API_BASE=$mock CASCADE_WABA_API_BASE=$mock CASCADE_POSTMARK_API_BASE=$mock
+"$bin/cascaded/cascaded" --concurrency 64 >"$work/cascaded.log" 2>&1 &
+pids+=($!)
+
+ctl="$bin/cascadectl/cascadectl"
+say "cascadectl: an account, an API key, channel keys"
+account=$($ctl account create --name "Demo Shop")
+echo "account $account"
+wa=$($ctl --json channel create --account "$account" --type whatsapp --name "shop phone" \
+  --api-base "$mock" --session default --gateway-key demo-gateway-key)
+tg=$($ctl --json channel create --account "$account" --type telegram --name "shop bot" \
+  --bot-token 123456:demo-bot-token)
+field() { /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+wa_key=$(field key <<<"$wa"); tg_key=$(field key <<<"$tg")
+echo "whatsapp channel $(field id <<<"$wa"), telegram channel $(field id <<<"$tg") (keys shown once, kept in this shell only)"
+api=$($ctl --json apikey create --account "$account" --name demo --scopes send)
+api_key=$(field key <<<"$api")
+echo "API key $(field id <<<"$api")"
+other=$($ctl account create --name "Someone Else")
+other_tg=$($ctl --json channel create --account "$other" --type telegram --name "their bot" \
+  --bot-token 999:their-token | field key)
+
+say "job 1: delivered on its primary channel (telegram)"
+cat >"$work/job1.json" <<JSON
+{"keys":{"telegram":{"token":"$tg_key"}},"to":{"telegram":"123456789"},
+ "message":{"text":"Your code is 123456"},"metadata":{"order":"A-1042"}}
+JSON
+$ctl send --token "$api_key" --wait 15s "$work/job1.json" || true
+
+say "job 2: the WhatsApp device fails (the gateway answers 503), tier 1 (telegram) delivers"
+curl -s -X POST "$mock/__mock/rules" -d '{"provider":"whatsapp","recipient":"33612345678","status":503}' >/dev/null
+cat >"$work/job2.json" <<JSON
+{"keys":{"whatsapp":{"token":"$wa_key"},
+         "telegram":{"token":"$tg_key","fallback":true,"fallback_sequence":1}},
+ "to":{"phone":"+33612345678","telegram":"123456789"},
+ "message":{"text":"Your parcel is on its way"}}
+JSON
+$ctl send --token "$api_key" --wait 15s "$work/job2.json" || true
+
+say "job 3: rejected with 403 (the telegram channel key belongs to another account)"
+cat >"$work/job3.json" <<JSON
+{"keys":{"telegram":{"token":"$other_tg"}},"to":{"telegram":"123456789"},
+ "message":{"text":"Not yours"}}
+JSON
+$ctl send --token "$api_key" --wait 15s "$work/job3.json" || true
+
+say "what the mock provider received"
+curl -s "$mock/__mock/requests" | /usr/bin/python3 -c '
+import json, sys
+for r in json.load(sys.stdin):
+    print(f"  {r[\"provider\"]:9} to {r[\"recipient\"]:14} answered {r[\"status\"]}  text={r[\"text\"]!r}")'
+say "done: stopping cascaded, the mock provider and redis"
