@@ -408,13 +408,33 @@ TEST(MockProvider, NonLoopbackListenIsRefused) {
   EXPECT_EQ(process.wait(std::chrono::seconds(10)), 2);
 }
 
+// With --exit-with-parent the mock stops when the process that started it dies without
+// cleaning up (as a crashing test would). The shell below is that parent; the mock's exit
+// shows as EOF on the stdout pipe they shared.
+TEST(MockProvider, ExitsWithItsParent) {
+  Process shell({"/bin/sh", "-c", R"("$0" --listen 127.0.0.1:0 --exit-with-parent & echo $!; wait)",
+                 tool_path("cascade-mock-provider")});
+  auto pid_line = shell.read_line(std::chrono::seconds(10));
+  auto listening = shell.read_line(std::chrono::seconds(10));
+  ASSERT_TRUE(pid_line && listening);
+  EXPECT_EQ(listening->rfind("listening on 127.0.0.1:", 0), 0u) << *listening;
+  pid_t mock_pid = std::stoi(*pid_line);
+  shell.signal(SIGKILL);
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(shell.read_line(std::chrono::seconds(10)).has_value());
+  bool exited = std::chrono::steady_clock::now() - start < std::chrono::seconds(5);
+  EXPECT_TRUE(exited) << "the mock outlived its parent";
+  if (!exited) ::kill(mock_pid, SIGKILL);
+}
+
 // --help exits 0 and documents the control API.
 TEST(MockProvider, HelpDescribesTheControlApi) {
   Process process({tool_path("cascade-mock-provider"), "--help"});
   auto help = all_output(process);
   EXPECT_EQ(process.wait(std::chrono::seconds(10)), 0);
-  for (auto needle : {"--listen", "--record-limit", "/__mock/rules", "/__mock/requests",
-                      "/__mock/stats", "drop_before", "drop_after", "retry_after", "times"})
+  for (auto needle :
+       {"--listen", "--record-limit", "--exit-with-parent", "/__mock/rules", "/__mock/requests",
+        "/__mock/stats", "drop_before", "drop_after", "retry_after", "times"})
     EXPECT_NE(help.find(needle), std::string::npos) << needle;
 }
 

@@ -616,6 +616,8 @@ TEST(MockOptions, ListenMustBeLoopback) {
   EXPECT_FALSE(parse_options({"--record-limit", "-1"}).options);
   EXPECT_FALSE(parse_options({"--bogus"}).options);
   EXPECT_TRUE(parse_options({"--help"}).options->help);
+  EXPECT_FALSE(defaults.options->exit_with_parent);
+  EXPECT_TRUE(parse_options({"--exit-with-parent"}).options->exit_with_parent);
   EXPECT_EQ(format_address("::1", 80), "[::1]:80");
   EXPECT_EQ(format_address("127.0.0.1", 80), "127.0.0.1:80");
 }

@@ -27,7 +27,9 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 std::vector<std::string> mock_argv(std::vector<std::string> extra) {
-  std::vector<std::string> argv{tool_path("cascade-mock-provider"), "--listen", "127.0.0.1:0"};
+  // --exit-with-parent: a test that crashes (no destructors) leaves no mock behind.
+  std::vector<std::string> argv{tool_path("cascade-mock-provider"), "--listen", "127.0.0.1:0",
+                                "--exit-with-parent"};
   for (auto& a : extra)
     argv.push_back(std::move(a));
   return argv;

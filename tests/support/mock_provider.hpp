@@ -68,8 +68,8 @@ struct MockRequest {
 
 class MockProvider {
  public:
-  // Starts tool_path("cascade-mock-provider") --listen 127.0.0.1:0 plus `extra_args`, and
-  // waits for its "listening on" line. Throws when it does not start.
+  // Starts tool_path("cascade-mock-provider") --listen 127.0.0.1:0 --exit-with-parent plus
+  // `extra_args`, and waits for its "listening on" line. Throws when it does not start.
   explicit MockProvider(std::vector<std::string> extra_args = {});
   // Stops the process (SIGTERM, then waits; SIGKILL if it hangs).
   ~MockProvider();

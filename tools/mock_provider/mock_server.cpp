@@ -1,6 +1,8 @@
 #include "tools/mock_provider/mock_server.hpp"
 
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -192,6 +194,12 @@ int run_server(const Options& options) {
   signals.async_wait([&](const boost::system::error_code& error, int) {
     if (!error) server.ioc.stop();
   });
+  if (options.exit_with_parent) {
+    // The kernel sends SIGTERM when the parent dies; if it died before this call we were
+    // already re-parented and nobody is left to stop us.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() == 1) return 0;
+  }
   boost::system::error_code ec;
   tcp::endpoint endpoint(asio::ip::make_address(options.host, ec), options.port);
   if (ec) {

@@ -77,6 +77,8 @@ OptionsParse parse_options(const std::vector<std::string_view>& args) {
       options.help = true;
     } else if (arg == "--verbose" || arg == "-v") {
       options.verbose = true;
+    } else if (arg == "--exit-with-parent") {
+      options.exit_with_parent = true;
     } else if (arg == "--listen") {
       auto v = take_value();
       if (!v) return {std::nullopt, "--listen needs HOST:PORT"};
@@ -100,7 +102,8 @@ std::string format_address(std::string_view host, std::uint16_t port) {
 }
 
 std::string usage() {
-  return R"(Usage: cascade-mock-provider [--listen HOST:PORT] [--record-limit N] [--verbose] [--help]
+  return R"(Usage: cascade-mock-provider [--listen HOST:PORT] [--record-limit N] [--verbose]
+                             [--exit-with-parent] [--help]
 
 A loopback HTTP/1.1 server imitating the providers Cascade sends through (Telegram Bot API,
 WAHA WhatsApp gateway, WhatsApp Cloud API, Postmark), with fault injection and a record of
@@ -113,6 +116,9 @@ Options:
   --record-limit N     keep at most N request records, dropping the oldest (default
                        1000000; 0 keeps none). Counters in /__mock/stats count every request.
   --verbose, -v        log one line per provider request to stderr (default: silent).
+  --exit-with-parent   stop, as on SIGTERM, when the process that started this one dies
+                       (Linux parent-death signal; the test fixture uses it so that a
+                       crashed test leaves no server behind).
   --help, -h           print this help and exit.
 
 Once listening it prints exactly one line to stdout, "listening on HOST:PORT", and flushes.

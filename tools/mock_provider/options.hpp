@@ -14,6 +14,9 @@ struct Options {
   std::uint16_t port = 0;          // 0: the OS picks a free port
   std::size_t record_limit = 1'000'000;
   bool verbose = false;  // one stderr line per provider request
+  // Stop (as on SIGTERM) when the process that started us dies: a crashed test must not
+  // leave a server behind holding its output pipes.
+  bool exit_with_parent = false;
   bool help = false;
 };
 
