@@ -1,6 +1,10 @@
 #pragma once
 // An HTTP/1.1 client with keep-alive connection pools per (scheme, host, port).
 // Beast lives in http_client.cpp only: this header stays light.
+//
+// Threading: single-threaded. One HttpClient belongs to one io_context that is run by one
+// thread (or to one strand); send() and every other member must be called from it. There
+// are no locks inside.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
@@ -32,6 +36,7 @@ struct HttpResponse {
     timeout,    // deadline passed
     io,         // connection broke
     too_large,  // response over the size limit
+    cancelled,  // the caller cancelled the operation (per-operation cancellation)
   };
   Error error = Error::none;
   // When error != none: whether the whole request had been written before it failed
@@ -42,14 +47,22 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;  // lower-case names
   std::string error_text;  // describes the error; never includes the target
 
+  // Value of the first header with that name (case-insensitive), "" when absent.
   std::string header(std::string_view name) const;
 };
 
 struct HttpClientConfig {
+  // Open connections (in use + idle) per origin; further requests wait in FIFO order.
   std::size_t max_connections_per_host = 64;
   std::size_t max_idle_per_host = 64;
+  // Response header + body limit; a bigger response fails with Error::too_large.
   std::size_t max_response_bytes = 1 << 20;
+  // Idle pooled connections are closed after this long.
   std::chrono::milliseconds idle_timeout{30'000};
+  // Used when a request has no deadline (HttpRequest::deadline left default).
+  std::chrono::milliseconds default_timeout{30'000};
+  // Extra trust anchors (PEM file) besides the system CA store; for private CAs and tests.
+  std::string ca_file;
 };
 
 class HttpClient {
@@ -59,7 +72,11 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
-  // Never throws for network errors: they come back in HttpResponse::error.
+  // Never throws for network errors: they come back in HttpResponse::error. Cancellation
+  // (terminal) is supported at every step and comes back as Error::cancelled; the
+  // connection in use is then closed, never pooled. A pooled connection the server had
+  // closed (error on write, or EOF/reset before any response byte) is replaced by a fresh
+  // one and the request sent again, once.
   boost::asio::awaitable<HttpResponse> send(HttpRequest request);
 
   // Idle connections currently pooled (for tests that check reuse and leaks).
