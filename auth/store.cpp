@@ -59,9 +59,12 @@ std::optional<Account> account_from(std::string id, const Fields& f) {
   Account a;
   a.id = std::move(id);
   for (const auto& [k, v] : f) {
-    if (k == "name") a.name = v;
-    else if (k == "status") a.status = v;
-    else if (k == "created") a.created_ms = to_int(v);
+    if (k == "name")
+      a.name = v;
+    else if (k == "status")
+      a.status = v;
+    else if (k == "created")
+      a.created_ms = to_int(v);
   }
   return a;
 }
@@ -70,15 +73,24 @@ std::optional<ApiKey> api_key_from(const Fields& f) {
   if (f.empty()) return std::nullopt;
   ApiKey k;
   for (const auto& [n, v] : f) {
-    if (n == "id") k.id = v;
-    else if (n == "account") k.account = v;
-    else if (n == "name") k.name = v;
-    else if (n == "scopes") k.scopes = split(v);
-    else if (n == "channels") k.channels = split(v);
-    else if (n == "status") k.status = v;
-    else if (n == "created") k.created_ms = to_int(v);
-    else if (n == "expires") k.expires_ms = to_int(v);
-    else if (n == "rate") k.rate = v;
+    if (n == "id")
+      k.id = v;
+    else if (n == "account")
+      k.account = v;
+    else if (n == "name")
+      k.name = v;
+    else if (n == "scopes")
+      k.scopes = split(v);
+    else if (n == "channels")
+      k.channels = split(v);
+    else if (n == "status")
+      k.status = v;
+    else if (n == "created")
+      k.created_ms = to_int(v);
+    else if (n == "expires")
+      k.expires_ms = to_int(v);
+    else if (n == "rate")
+      k.rate = v;
   }
   return k;
 }
@@ -87,13 +99,20 @@ std::optional<ChannelKey> channel_key_from(const Fields& f) {
   if (f.empty()) return std::nullopt;
   ChannelKey k;
   for (const auto& [n, v] : f) {
-    if (n == "id") k.id = v;
-    else if (n == "account") k.account = v;
-    else if (n == "type") k.type = v;
-    else if (n == "name") k.name = v;
-    else if (n == "status") k.status = v;
-    else if (n == "created") k.created_ms = to_int(v);
-    else if (n.starts_with("s.")) k.settings.emplace(n.substr(2), v);
+    if (n == "id")
+      k.id = v;
+    else if (n == "account")
+      k.account = v;
+    else if (n == "type")
+      k.type = v;
+    else if (n == "name")
+      k.name = v;
+    else if (n == "status")
+      k.status = v;
+    else if (n == "created")
+      k.created_ms = to_int(v);
+    else if (n.starts_with("s."))
+      k.settings.emplace(n.substr(2), v);
   }
   return k;
 }
@@ -122,11 +141,12 @@ asio::awaitable<Account> Store::create_account(std::string name) {
   a.name = std::move(name);
   a.status = "active";
   a.created_ms = now_unix_ms();
-  auto replies = co_await redis_.exec_batch(redis::batch(
-      redis::cmd("HSET", key("account", a.id), "name", a.name, "status", a.status, "created",
-       std::to_string(a.created_ms)),
-      redis::cmd("SADD", prefix_ + ":accounts", a.id)));
-  for (auto& r : replies) check(r);
+  auto replies = co_await redis_.exec_batch(
+      redis::batch(redis::cmd("HSET", key("account", a.id), "name", a.name, "status", a.status,
+                              "created", std::to_string(a.created_ms)),
+                   redis::cmd("SADD", prefix_ + ":accounts", a.id)));
+  for (auto& r : replies)
+    check(r);
   co_return a;
 }
 
@@ -157,13 +177,14 @@ asio::awaitable<NewApiKey> Store::create_api_key(ApiKey record) {
   record.created_ms = now_unix_ms();
   auto hex = to_hex(sha256(out.key));
   auto replies = co_await redis_.exec_batch(redis::batch(
-      redis::cmd("HSET", key("apikey", hex), "id", record.id, "account", record.account, "name", record.name,
-       "scopes", join(record.scopes), "channels", join(record.channels), "status", record.status,
-       "created", std::to_string(record.created_ms), "expires", std::to_string(record.expires_ms),
-       "rate", record.rate),
+      redis::cmd("HSET", key("apikey", hex), "id", record.id, "account", record.account, "name",
+                 record.name, "scopes", join(record.scopes), "channels", join(record.channels),
+                 "status", record.status, "created", std::to_string(record.created_ms), "expires",
+                 std::to_string(record.expires_ms), "rate", record.rate),
       redis::cmd("SET", key("apikey-id", record.id), hex),
       redis::cmd("SADD", key("account", record.account) + ":apikeys", record.id)));
-  for (auto& r : replies) check(r);
+  for (auto& r : replies)
+    check(r);
   out.record = std::move(record);
   co_return out;
 }
@@ -175,7 +196,8 @@ asio::awaitable<std::vector<ApiKey>> Store::list_api_keys(std::string account) {
   for (const auto& id : ids.elements) {
     auto hex = co_await redis_.exec(redis::cmd("GET", key("apikey-id", id.str)));
     if (hex.is_nil()) continue;
-    auto k = api_key_from(fields_of(co_await redis_.exec(redis::cmd("HGETALL", key("apikey", hex.str)))));
+    auto k = api_key_from(
+        fields_of(co_await redis_.exec(redis::cmd("HGETALL", key("apikey", hex.str)))));
     if (k) out.push_back(std::move(*k));
   }
   std::sort(out.begin(), out.end(),
@@ -197,19 +219,18 @@ asio::awaitable<NewChannelKey> Store::create_channel_key(ChannelKey record) {
   record.status = "active";
   record.created_ms = now_unix_ms();
   auto hex = to_hex(sha256(out.key));
-  redis::Command hset = redis::cmd("HSET",    key("chkey", hex), "id",     record.id,
-                      "account", record.account,    "type",   record.type,
-                      "name",    record.name,       "status", record.status,
-                      "created", std::to_string(record.created_ms));
+  redis::Command hset = redis::cmd(
+      "HSET", key("chkey", hex), "id", record.id, "account", record.account, "type", record.type,
+      "name", record.name, "status", record.status, "created", std::to_string(record.created_ms));
   for (const auto& [k, v] : record.settings) {
     hset.push_back("s." + k);
     hset.push_back(v);
   }
-  auto replies = co_await redis_.exec_batch(redis::batch(
-      std::move(hset),
-      redis::cmd("SET", key("chkey-id", record.id), hex),
-      redis::cmd("SADD", key("account", record.account) + ":chkeys", record.id)));
-  for (auto& r : replies) check(r);
+  auto replies = co_await redis_.exec_batch(
+      redis::batch(std::move(hset), redis::cmd("SET", key("chkey-id", record.id), hex),
+                   redis::cmd("SADD", key("account", record.account) + ":chkeys", record.id)));
+  for (auto& r : replies)
+    check(r);
   out.record = std::move(record);
   co_return out;
 }
@@ -221,7 +242,8 @@ asio::awaitable<std::vector<ChannelKey>> Store::list_channel_keys(std::string ac
   for (const auto& id : ids.elements) {
     auto hex = co_await redis_.exec(redis::cmd("GET", key("chkey-id", id.str)));
     if (hex.is_nil()) continue;
-    auto k = channel_key_from(fields_of(co_await redis_.exec(redis::cmd("HGETALL", key("chkey", hex.str)))));
+    auto k = channel_key_from(
+        fields_of(co_await redis_.exec(redis::cmd("HGETALL", key("chkey", hex.str)))));
     if (k) out.push_back(std::move(*k));
   }
   std::sort(out.begin(), out.end(),
@@ -239,11 +261,11 @@ asio::awaitable<void> Store::delete_channel_key(std::string id) {
   auto hex = co_await redis_.exec(redis::cmd("GET", key("chkey-id", id)));
   if (hex.is_nil()) throw StoreError("no channel key " + id);
   auto owner = co_await redis_.exec(redis::cmd("HGET", key("chkey", hex.str), "account"));
-  auto replies = co_await redis_.exec_batch(redis::batch(
-      redis::cmd("DEL", key("chkey", hex.str)),
-      redis::cmd("DEL", key("chkey-id", id)),
-      redis::cmd("SREM", key("account", owner.str) + ":chkeys", id)));
-  for (auto& r : replies) check(r);
+  auto replies = co_await redis_.exec_batch(
+      redis::batch(redis::cmd("DEL", key("chkey", hex.str)), redis::cmd("DEL", key("chkey-id", id)),
+                   redis::cmd("SREM", key("account", owner.str) + ":chkeys", id)));
+  for (auto& r : replies)
+    check(r);
 }
 
 asio::awaitable<std::optional<ApiKey>> Store::find_api_key(const Digest& digest) {
@@ -254,10 +276,12 @@ asio::awaitable<std::optional<ApiKey>> Store::find_api_key(const Digest& digest)
 asio::awaitable<std::vector<std::optional<ChannelKey>>> Store::find_channel_keys(
     const std::vector<Digest>& digests) {
   std::vector<redis::Command> cmds;
-  for (const auto& d : digests) cmds.push_back(redis::cmd("HGETALL", key("chkey", to_hex(d))));
+  for (const auto& d : digests)
+    cmds.push_back(redis::cmd("HGETALL", key("chkey", to_hex(d))));
   auto replies = co_await redis_.exec_batch(std::move(cmds));
   std::vector<std::optional<ChannelKey>> out;
-  for (const auto& r : replies) out.push_back(channel_key_from(fields_of(r)));
+  for (const auto& r : replies)
+    out.push_back(channel_key_from(fields_of(r)));
   co_return out;
 }
 

@@ -22,8 +22,7 @@ asio::awaitable<std::variant<Principal, Verdict>> Verifier::authenticate(
   // Garbage fails here, before any Redis I/O.
   if (!valid_key_format(key, KeyKind::api)) co_return Verdict::reject(401, "Invalid API key");
   auto record = co_await store_.find_api_key(sha256(key));
-  if (!record || record->status != "active")
-    co_return Verdict::reject(401, "Invalid API key");
+  if (!record || record->status != "active") co_return Verdict::reject(401, "Invalid API key");
   if (record->expires_ms != 0 && now_unix_ms() >= record->expires_ms)
     co_return Verdict::reject(401, "Invalid API key");
   if (!record->has_scope("send"))
@@ -51,7 +50,8 @@ asio::awaitable<std::variant<std::vector<ChannelKey>, Verdict>> Verifier::author
   }
   for (std::size_t i = 0; i < uses.size(); ++i) {
     const auto& allowed = principal.key.channels;
-    if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), found[i]->id) == allowed.end())
+    if (!allowed.empty() &&
+        std::find(allowed.begin(), allowed.end(), found[i]->id) == allowed.end())
       co_return Verdict::reject(403, "API key does not authorize this channel key");
   }
   for (std::size_t i = 0; i < uses.size(); ++i) {

@@ -20,7 +20,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: cascade-bench --redis URL [--prefix P] [--jobs N] [--batch B]
+constexpr const char* kUsage =
+    R"(usage: cascade-bench --redis URL [--prefix P] [--jobs N] [--batch B]
                      (--setup --mock URL | --api-key AK --channel-key CK)
                      [--timeout 300s]
 
@@ -88,9 +89,9 @@ asio::awaitable<int> bench(Options o, redis::Connection& conn) {
       std::fprintf(stderr, "cascade-bench: timed out with %zu of %zu results\n", done, o.jobs);
       co_return 3;
     }
-    auto r = co_await conn.exec(redis::cmd("XREAD", "COUNT", "10000", "BLOCK", "1000", "STREAMS",
-                                           results_key, cursor),
-                                std::chrono::seconds(10));
+    auto r = co_await conn.exec(
+        redis::cmd("XREAD", "COUNT", "10000", "BLOCK", "1000", "STREAMS", results_key, cursor),
+        std::chrono::seconds(10));
     if (!r.is_array() || r.elements.empty()) continue;
     for (const auto& e : r.elements[0].elements[1].elements) {
       cursor = e.elements[0].str;
@@ -110,8 +111,8 @@ asio::awaitable<int> bench(Options o, redis::Connection& conn) {
   auto end = Clock::now();
   double secs = std::chrono::duration<double>(end - start).count();
   double push_secs = std::chrono::duration<double>(pushed - start).count();
-  std::printf("jobs=%zu seconds=%.2f jobs_per_s=%.0f push_s=%.2f delivered=%zu other=%zu\n",
-              o.jobs, secs, o.jobs / secs, push_secs, delivered, other);
+  std::printf("jobs=%zu seconds=%.2f jobs_per_s=%.0f push_s=%.2f delivered=%zu other=%zu\n", o.jobs,
+              secs, o.jobs / secs, push_secs, delivered, other);
   co_return other == 0 ? 0 : 1;
 }
 
@@ -140,15 +141,24 @@ int main(int argc, char** argv) {
     if (a == "--help") {
       std::cout << kUsage;
       return 0;
-    } else if (a == "--redis") o.redis = need(i);
-    else if (a == "--prefix") o.prefix = need(i);
-    else if (a == "--jobs") o.jobs = number(need(i), "--jobs");
-    else if (a == "--batch") o.batch = number(need(i), "--batch");
-    else if (a == "--setup") o.setup = true;
-    else if (a == "--mock") o.mock = need(i);
-    else if (a == "--api-key") o.api_key = need(i);
-    else if (a == "--channel-key") o.channel_key = need(i);
-    else if (a == "--timeout") o.timeout = std::chrono::seconds(number(need(i), "--timeout"));
+    } else if (a == "--redis")
+      o.redis = need(i);
+    else if (a == "--prefix")
+      o.prefix = need(i);
+    else if (a == "--jobs")
+      o.jobs = number(need(i), "--jobs");
+    else if (a == "--batch")
+      o.batch = number(need(i), "--batch");
+    else if (a == "--setup")
+      o.setup = true;
+    else if (a == "--mock")
+      o.mock = need(i);
+    else if (a == "--api-key")
+      o.api_key = need(i);
+    else if (a == "--channel-key")
+      o.channel_key = need(i);
+    else if (a == "--timeout")
+      o.timeout = std::chrono::seconds(number(need(i), "--timeout"));
     else {
       std::cerr << "cascade-bench: unknown option " << a << " (see --help)\n";
       return 2;
@@ -178,6 +188,7 @@ int main(int argc, char** argv) {
     } else {
       rc = r;
     }
+    io.stop();  // the connection's reader would keep io.run() going forever
   });
   io.run();
   return rc;

@@ -54,7 +54,9 @@ class ChannelRegistry {
  public:
   // The built-in types: telegram, whatsapp (and more as they are written).
   static ChannelRegistry with_builtins();
-  void add(std::string type, ChannelFactory factory) { factories_[std::move(type)] = std::move(factory); }
+  void add(std::string type, ChannelFactory factory) {
+    factories_[std::move(type)] = std::move(factory);
+  }
   bool has(std::string_view type) const { return factories_.find(type) != factories_.end(); }
   const std::map<std::string, ChannelFactory, std::less<>>& factories() const { return factories_; }
 

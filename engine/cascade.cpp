@@ -93,8 +93,8 @@ asio::awaitable<CascadeReport> run_cascade(const std::string& job_id, const Job&
   CascadeReport report;
   auto ex = co_await asio::this_coro::executor;
   for (const auto& tier : plan_tiers(job)) {
-    using Op = decltype(asio::co_spawn(
-        ex, attempt_channel(job_id, job, 0, plan[0], config, rng), asio::deferred));
+    using Op = decltype(asio::co_spawn(ex, attempt_channel(job_id, job, 0, plan[0], config, rng),
+                                       asio::deferred));
     std::vector<Op> ops;
     ops.reserve(tier.channels.size());
     for (auto i : tier.channels)

@@ -30,7 +30,6 @@ struct CascadeReport {
 
 boost::asio::awaitable<CascadeReport> run_cascade(const std::string& job_id, const Job& job,
                                                   const std::vector<ChannelPlan>& plan,
-                                                  const EngineConfig& config,
-                                                  std::mt19937_64& rng);
+                                                  const EngineConfig& config, std::mt19937_64& rng);
 
 }  // namespace cascade

@@ -10,17 +10,17 @@
 namespace cascade {
 
 struct RetryPolicy {
-  int max_retries = 2;                       // retries of one channel inside its tier
-  std::chrono::milliseconds base{200};       // first backoff (full jitter)
-  std::chrono::milliseconds cap{5000};       // largest single backoff
+  int max_retries = 2;                  // retries of one channel inside its tier
+  std::chrono::milliseconds base{200};  // first backoff (full jitter)
+  std::chrono::milliseconds cap{5000};  // largest single backoff
 };
 
 struct EngineConfig {
   std::string redis_url = "redis://127.0.0.1:6379/0";
   std::string prefix = "cascade";
-  std::size_t concurrency = 1024;  // jobs in flight at most
-  std::string group = "cascade";   // consumer group on <prefix>:jobs
-  std::string consumer;            // default: hostname-pid
+  std::size_t concurrency = 1024;         // jobs in flight at most
+  std::string group = "cascade";          // consumer group on <prefix>:jobs
+  std::string consumer;                   // default: hostname-pid
   std::chrono::milliseconds block{1000};  // XREADGROUP BLOCK
   std::chrono::seconds result_ttl{24 * 3600};
   std::size_t results_maxlen = 1'000'000;

@@ -1,12 +1,12 @@
 #include "engine/engine.hpp"
 
+#include <spdlog/spdlog.h>
+#include <unistd.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <random>
 
@@ -70,7 +70,8 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
     jobs_key = config.prefix + ":jobs";
     context.http = &http;
     context.api_base_overrides = config.api_base_overrides;
-    for (const auto& [type, factory] : registry.factories()) channels[type] = factory(context);
+    for (const auto& [type, factory] : registry.factories())
+      channels[type] = factory(context);
   }
 
   asio::io_context& io;
@@ -141,8 +142,8 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
         auto free_slots = self->config.concurrency - self->stats.in_flight;
         auto reply = co_await self->reader.exec(
             redis::cmd("XREADGROUP", "GROUP", self->config.group, self->config.consumer, "COUNT",
-             std::to_string(free_slots), "BLOCK", std::to_string(self->config.block.count()),
-             "STREAMS", self->jobs_key, ">"),
+                       std::to_string(free_slots), "BLOCK",
+                       std::to_string(self->config.block.count()), "STREAMS", self->jobs_key, ">"),
             self->config.block + self->redis_cfg.request_timeout);
         if (reply.is_error()) {
           // NOGROUP after a FLUSHALL or a deleted stream: create it again.
@@ -221,9 +222,12 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
       co_return;
     }
     ++self->stats.jobs;
-    if (result.state == "delivered") ++self->stats.delivered;
-    else if (result.state == "failed") ++self->stats.failed;
-    else ++self->stats.rejected;
+    if (result.state == "delivered")
+      ++self->stats.delivered;
+    else if (result.state == "failed")
+      ++self->stats.failed;
+    else
+      ++self->stats.rejected;
     spdlog::debug("job {} {} {}", id, result.status, result.state);
   }
 
@@ -252,7 +256,8 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
     }
     auto& job = std::get<Job>(parsed);
     std::vector<auth::ChannelToken> tokens;
-    for (const auto& use : job.channels) tokens.push_back({use.channel, use.token});
+    for (const auto& use : job.channels)
+      tokens.push_back({use.channel, use.token});
     auto granted = co_await verifier.authorize_channels(principal, tokens);
     if (auto* v = std::get_if<auth::Verdict>(&granted)) {
       auto r = Result::rejected(id, v->status, v->error, v->field);
@@ -291,10 +296,10 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
     auto status = std::to_string(result.status);
     std::vector<redis::Command> cmds;
     cmds.push_back(redis::cmd("SET", config.prefix + ":result:" + id, json, "EX",
-                    std::to_string(config.result_ttl.count())));
+                              std::to_string(config.result_ttl.count())));
     cmds.push_back(redis::cmd("XADD", config.prefix + ":results", "MAXLEN", "~",
-                    std::to_string(config.results_maxlen), "*", "id", id, "status", status,
-                    "result", json));
+                              std::to_string(config.results_maxlen), "*", "id", id, "status",
+                              status, "result", json));
     if (dead) {
       redis::Command xadd = redis::cmd("XADD", config.prefix + ":dead", "*", "id", id);
       for (const auto& [k, v] : fields) {
@@ -338,9 +343,17 @@ Engine::Engine(asio::io_context& io, EngineConfig config, ChannelRegistry regist
 
 Engine::~Engine() = default;
 
-void Engine::start() { impl_->start(); }
-void Engine::stop(std::function<void()> done) { impl_->stop(std::move(done)); }
-EngineStats Engine::stats() const { return impl_->stats; }
-const EngineConfig& Engine::config() const { return impl_->config; }
+void Engine::start() {
+  impl_->start();
+}
+void Engine::stop(std::function<void()> done) {
+  impl_->stop(std::move(done));
+}
+EngineStats Engine::stats() const {
+  return impl_->stats;
+}
+const EngineConfig& Engine::config() const {
+  return impl_->config;
+}
 
 }  // namespace cascade

@@ -12,7 +12,8 @@ std::vector<Tier> plan_tiers(const Job& job) {
     t.channels.push_back(i);
   }
   std::vector<Tier> out;
-  for (auto& [n, t] : by_number) out.push_back(std::move(t));
+  for (auto& [n, t] : by_number)
+    out.push_back(std::move(t));
   return out;
 }
 

@@ -7,7 +7,7 @@
 namespace cascade {
 
 struct Tier {
-  int number = 0;                    // 0 = primaries, k = fallback_sequence k
+  int number = 0;                     // 0 = primaries, k = fallback_sequence k
   std::vector<std::size_t> channels;  // indexes into Job::channels, body order
 };
 

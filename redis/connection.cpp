@@ -160,7 +160,7 @@ struct Connection::Impl : std::enable_shared_from_this<Impl> {
     });
     try {
       auto endpoints = co_await resolver->async_resolve(config.host, std::to_string(config.port),
-                                                       asio::use_awaitable);
+                                                        asio::use_awaitable);
       co_await asio::async_connect(socket, endpoints, asio::use_awaitable);
       socket.set_option(tcp::no_delay(true));
       if (!config.password.empty()) {
@@ -223,7 +223,8 @@ struct Connection::Impl : std::enable_shared_from_this<Impl> {
     ++generation;
     ++connect_count;
     asio::co_spawn(executor, read_loop(shared_from_this(), generation), asio::detached);
-    for (auto& w : waiters) w->timer.cancel();
+    for (auto& w : waiters)
+      w->timer.cancel();
   }
 
   // Reads replies and hands them to waiters in order. Errors are handled inside (never
@@ -231,8 +232,8 @@ struct Connection::Impl : std::enable_shared_from_this<Impl> {
   static asio::awaitable<void> read_loop(std::shared_ptr<Impl> self, std::uint64_t gen) {
     std::vector<char> buf(64 * 1024);
     for (;;) {
-      auto [ec, n] = co_await self->socket.async_read_some(
-          asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+      auto [ec, n] = co_await self->socket.async_read_some(asio::buffer(buf),
+                                                           asio::as_tuple(asio::use_awaitable));
       if (gen != self->generation) co_return;
       if (ec) {
         self->fail_all("redis connection lost: " + ec.message());
@@ -281,7 +282,8 @@ struct Connection::Impl : std::enable_shared_from_this<Impl> {
     auto p = std::make_shared<Pending>(executor);
     p->expected = cmds.size();
     p->timer.expires_after(timeout.value_or(config.request_timeout));
-    for (const auto& c : cmds) encode(write_buffer, c);
+    for (const auto& c : cmds)
+      encode(write_buffer, c);
     in_flight.push_back(p);
     if (!writing) {
       writing = true;
@@ -307,7 +309,9 @@ Connection::~Connection() {
   if (impl_) impl_->fail_all("redis connection closed");
 }
 
-asio::awaitable<void> Connection::connect() { return impl_->connect(); }
+asio::awaitable<void> Connection::connect() {
+  return impl_->connect();
+}
 
 asio::awaitable<Reply> Connection::exec(Command cmd,
                                         std::optional<std::chrono::milliseconds> timeout) {
@@ -322,9 +326,17 @@ asio::awaitable<std::vector<Reply>> Connection::exec_batch(
   return impl_->exec(std::move(cmds), timeout);
 }
 
-bool Connection::connected() const { return impl_->state == Impl::State::connected; }
-void Connection::close() { impl_->fail_all("redis connection closed"); }
-const Config& Connection::config() const { return impl_->config; }
-std::uint64_t Connection::connects() const { return impl_->connect_count; }
+bool Connection::connected() const {
+  return impl_->state == Impl::State::connected;
+}
+void Connection::close() {
+  impl_->fail_all("redis connection closed");
+}
+const Config& Connection::config() const {
+  return impl_->config;
+}
+std::uint64_t Connection::connects() const {
+  return impl_->connect_count;
+}
 
 }  // namespace cascade::redis

@@ -34,7 +34,8 @@ struct Parsed {
     std::vector<std::string> out;
     simdjson::dom::array a;
     if (root["delivered_via"].get(a)) return out;
-    for (auto v : a) out.emplace_back(std::string_view(v));
+    for (auto v : a)
+      out.emplace_back(std::string_view(v));
     return out;
   }
   simdjson::dom::array attempts() { return root["attempts"].get_array().value(); }
@@ -46,9 +47,8 @@ class EndToEnd : public ::testing::Test {
     admin = std::make_unique<test::Admin>(redis.url(), kPrefix);
     account = admin->create_account("acme");
     api_key = admin->create_api_key(account, {"send"});
-    tg_key = admin->create_channel_key(account, "telegram",
-                                       {{"bot_token", kBotToken}, {"api_base", mock.base_url()}},
-                                       &tg_id);
+    tg_key = admin->create_channel_key(
+        account, "telegram", {{"bot_token", kBotToken}, {"api_base", mock.base_url()}}, &tg_id);
     wa_key = admin->create_channel_key(
         account, "whatsapp",
         {{"api_base", mock.base_url()}, {"session", "default"}, {"gateway_key", kGatewayKey}},
@@ -64,9 +64,12 @@ class EndToEnd : public ::testing::Test {
     engine = std::make_unique<test::EngineThread>(cfg);
   }
 
-  std::string send(const std::string& body, std::vector<std::pair<std::string, std::string>> extra = {}) {
-    std::vector<std::pair<std::string, std::string>> fields = {{"authorization", "Bearer " + api_key}};
-    for (auto& f : extra) fields.push_back(f);
+  std::string send(const std::string& body,
+                   std::vector<std::pair<std::string, std::string>> extra = {}) {
+    std::vector<std::pair<std::string, std::string>> fields = {
+        {"authorization", "Bearer " + api_key}};
+    for (auto& f : extra)
+      fields.push_back(f);
     fields.emplace_back("body", body);
     return send_fields(std::move(fields));
   }
@@ -141,7 +144,8 @@ TEST_F(EndToEnd, PrimaryFailsTierOneDelivers) {
 // Two primaries in one tier: both are sent and both count as delivered.
 TEST_F(EndToEnd, TwoPrimariesBothDelivered) {
   auto body = R"({"keys":{"whatsapp":{"token":")" + wa_key + R"("},"telegram":{"token":")" +
-              tg_key + R"("}},"to":{"phone":"+33612345678","telegram":"42"},"message":{"text":"hi"}})";
+              tg_key +
+              R"("}},"to":{"phone":"+33612345678","telegram":"42"},"message":{"text":"hi"}})";
   Parsed r(send(body));
   EXPECT_EQ(r.status(), 200);
   auto via = r.via();
@@ -153,7 +157,8 @@ TEST_F(EndToEnd, TwoPrimariesBothDelivered) {
 
 // Every tier fails: 502 with every attempt; the permanent failure is not retried.
 TEST_F(EndToEnd, AllTiersFailIs502WithEveryAttempt) {
-  mock.add_rule(R"({"provider":"telegram","status":400,"description":"Bad Request: chat not found"})");
+  mock.add_rule(
+      R"({"provider":"telegram","status":400,"description":"Bad Request: chat not found"})");
   mock.add_rule(R"({"provider":"whatsapp","status":500})");
   auto body = R"({"keys":{"whatsapp":{"token":")" + wa_key + R"("},"telegram":{"token":")" +
               tg_key + R"(","fallback":true}},"to":{"phone":"+33612345678","telegram":"42"},)" +
@@ -176,7 +181,8 @@ TEST_F(EndToEnd, TierChannelsRunInParallel) {
   mock.add_rule(R"({"provider":"whatsapp","delay_ms":300})");
   mock.add_rule(R"({"provider":"telegram","delay_ms":300})");
   auto body = R"({"keys":{"whatsapp":{"token":")" + wa_key + R"("},"telegram":{"token":")" +
-              tg_key + R"("}},"to":{"phone":"+33612345678","telegram":"42"},"message":{"text":"hi"}})";
+              tg_key +
+              R"("}},"to":{"phone":"+33612345678","telegram":"42"},"message":{"text":"hi"}})";
   Parsed r(send(body));
   EXPECT_EQ(r.status(), 200);
   auto wa = mock.request_list("whatsapp");

@@ -101,20 +101,23 @@ TEST(ResultJson, DeliveredCarriesAttemptsAndMetadata) {
   r.attempts = {a, b};
   r.metadata_json = R"({"order":"A-1042"})";
   r.finished_at = "2026-11-24T10:15:03.412Z";
-  EXPECT_EQ(r.to_json(),
-            R"({"id":"1-0","status":200,"state":"delivered","account":"acc_x","delivered_via":["telegram"],)"
-            R"("attempts":[{"channel":"whatsapp","tier":0,"ok":false,"error":"provider returned 503","retryable":true,"tries":3,"ms":412.5},)"
-            R"({"channel":"telegram","tier":1,"ok":true,"provider_id":"8812","tries":1,"ms":6.1}],)"
-            R"("job_attempt":1,"metadata":{"order":"A-1042"},"finished_at":"2026-11-24T10:15:03.412Z"})");
+  EXPECT_EQ(
+      r.to_json(),
+      R"({"id":"1-0","status":200,"state":"delivered","account":"acc_x","delivered_via":["telegram"],)"
+      R"("attempts":[{"channel":"whatsapp","tier":0,"ok":false,"error":"provider returned 503","retryable":true,"tries":3,"ms":412.5},)"
+      R"({"channel":"telegram","tier":1,"ok":true,"provider_id":"8812","tries":1,"ms":6.1}],)"
+      R"("job_attempt":1,"metadata":{"order":"A-1042"},"finished_at":"2026-11-24T10:15:03.412Z"})");
 }
 
 TEST(ResultJson, RejectionCarriesErrorFieldAndRetryAfter) {
   auto r = Result::rejected("2-0", 400, "Invalid request: to.phone is required", "to.phone");
   r.finished_at = "t";
-  EXPECT_EQ(r.to_json(),
-            R"({"id":"2-0","status":400,"state":"rejected","error":"Invalid request: to.phone is required",)"
-            R"("field":"to.phone","job_attempt":1,"finished_at":"t"})");
-  auto l = Result::rejected("3-0", 429, "Rate limit exceeded. Please wait 2 seconds before trying again.");
+  EXPECT_EQ(
+      r.to_json(),
+      R"({"id":"2-0","status":400,"state":"rejected","error":"Invalid request: to.phone is required",)"
+      R"("field":"to.phone","job_attempt":1,"finished_at":"t"})");
+  auto l = Result::rejected("3-0", 429,
+                            "Rate limit exceeded. Please wait 2 seconds before trying again.");
   l.retry_after = 2;
   EXPECT_NE(l.to_json().find(R"("retryAfter":2)"), std::string::npos);
 }

@@ -12,8 +12,8 @@ void init_logging(LogFormat format, std::string_view level) {
   if (format == LogFormat::json) {
     // Message text is produced by our code from ids and numbers only; quotes are escaped
     // by keeping messages free of them (see log call sites).
-    logger->set_pattern(
-        R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","msg":"%v"})", spdlog::pattern_time_type::utc);
+    logger->set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","msg":"%v"})",
+                        spdlog::pattern_time_type::utc);
   } else {
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
   }

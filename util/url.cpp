@@ -8,7 +8,9 @@ bool Url::loopback() const {
   return host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.");
 }
 
-std::string Url::origin() const { return scheme + "://" + host + ":" + std::to_string(port); }
+std::string Url::origin() const {
+  return scheme + "://" + host + ":" + std::to_string(port);
+}
 
 std::optional<Url> parse_url(std::string_view text, std::string* error) {
   auto fail = [&](const char* why) -> std::optional<Url> {
@@ -24,7 +26,8 @@ std::optional<Url> parse_url(std::string_view text, std::string* error) {
   auto slash = rest.find('/');
   auto authority = rest.substr(0, slash);
   u.path = slash == std::string_view::npos ? "" : std::string(rest.substr(slash));
-  while (!u.path.empty() && u.path.back() == '/') u.path.pop_back();
+  while (!u.path.empty() && u.path.back() == '/')
+    u.path.pop_back();
   if (authority.empty()) return fail("missing host");
   std::string_view host = authority, port;
   if (authority.front() == '[') {

@@ -10,6 +10,7 @@
 #include "auth/store.hpp"
 #include "engine/engine.hpp"
 #include "redis/connection.hpp"
+#include "redis/sync.hpp"
 
 namespace asio = boost::asio;
 
@@ -22,27 +23,7 @@ redis::Config config_of(const std::string& url) {
   return *c;
 }
 
-template <class T>
-T run(asio::io_context& io, asio::awaitable<T> aw) {
-  std::optional<T> result;
-  std::exception_ptr error;
-  asio::co_spawn(io, std::move(aw), [&](std::exception_ptr e, T v) {
-    error = e;
-    if (!e) result = std::move(v);
-  });
-  io.restart();
-  io.run();
-  if (error) std::rethrow_exception(error);
-  return std::move(*result);
-}
-
-void run(asio::io_context& io, asio::awaitable<void> aw) {
-  std::exception_ptr error;
-  asio::co_spawn(io, std::move(aw), [&](std::exception_ptr e) { error = e; });
-  io.restart();
-  io.run();
-  if (error) std::rethrow_exception(error);
-}
+using redis::run_sync;
 
 }  // namespace
 
@@ -56,7 +37,7 @@ SyncRedis::SyncRedis(const std::string& url) : impl_(std::make_unique<Impl>(url)
 SyncRedis::~SyncRedis() = default;
 
 redis::Reply SyncRedis::exec(redis::Command c, std::optional<std::chrono::milliseconds> timeout) {
-  return run(impl_->io, impl_->conn.exec(std::move(c), timeout));
+  return run_sync(impl_->io, impl_->conn.exec(std::move(c), timeout));
 }
 
 struct EngineThread::Impl {
@@ -81,7 +62,9 @@ EngineThread::EngineThread(EngineConfig config)
 EngineThread::EngineThread(EngineConfig config, ChannelRegistry registry)
     : impl_(std::make_unique<Impl>(std::move(config), std::move(registry))) {}
 EngineThread::~EngineThread() = default;
-void EngineThread::stop() { impl_->stop(); }
+void EngineThread::stop() {
+  impl_->stop();
+}
 
 struct Admin::Impl {
   Impl(const std::string& url, std::string prefix)
@@ -96,7 +79,7 @@ Admin::Admin(const std::string& url, std::string prefix)
 Admin::~Admin() = default;
 
 std::string Admin::create_account(const std::string& name) {
-  return run(impl_->io, impl_->store.create_account(name)).id;
+  return run_sync(impl_->io, impl_->store.create_account(name)).id;
 }
 
 std::string Admin::create_api_key(const std::string& account, std::vector<std::string> scopes,
@@ -108,7 +91,7 @@ std::string Admin::create_api_key(const std::string& account, std::vector<std::s
   rec.scopes = std::move(scopes);
   rec.channels = std::move(channels);
   rec.expires_ms = expires_ms;
-  auto made = run(impl_->io, impl_->store.create_api_key(rec));
+  auto made = run_sync(impl_->io, impl_->store.create_api_key(rec));
   if (id) *id = made.record.id;
   return made.key;
 }
@@ -121,21 +104,21 @@ std::string Admin::create_channel_key(const std::string& account, const std::str
   rec.type = type;
   rec.name = type + "-test";
   rec.settings = std::move(settings);
-  auto made = run(impl_->io, impl_->store.create_channel_key(rec));
+  auto made = run_sync(impl_->io, impl_->store.create_channel_key(rec));
   if (id) *id = made.record.id;
   return made.key;
 }
 
 void Admin::set_account_status(const std::string& account, const std::string& status) {
-  run(impl_->io, impl_->store.set_account_status(account, status));
+  run_sync(impl_->io, impl_->store.set_account_status(account, status));
 }
 
 void Admin::set_channel_status(const std::string& id, const std::string& status) {
-  run(impl_->io, impl_->store.set_channel_status(id, status));
+  run_sync(impl_->io, impl_->store.set_channel_status(id, status));
 }
 
 void Admin::revoke_api_key(const std::string& id) {
-  run(impl_->io, impl_->store.revoke_api_key(id));
+  run_sync(impl_->io, impl_->store.revoke_api_key(id));
 }
 
 std::string push_job(SyncRedis& r, const std::string& prefix,

@@ -14,7 +14,6 @@
 #include "engine/config.hpp"
 #include "redis/reply.hpp"
 
-
 namespace cascade::test {
 
 // A blocking Redis client for test code (its own io_context, run per call).
@@ -46,9 +45,9 @@ class EngineThread {
 // Account, API key and channel keys made through the store, as cascadectl would.
 struct Tenant {
   std::string account;
-  std::string api_key;                               // ak_...
-  std::map<std::string, std::string> channel_keys;   // name -> ck_...
-  std::map<std::string, std::string> channel_ids;    // name -> chk_...
+  std::string api_key;                              // ak_...
+  std::map<std::string, std::string> channel_keys;  // name -> ck_...
+  std::map<std::string, std::string> channel_ids;   // name -> chk_...
 };
 
 class Admin {
@@ -77,8 +76,8 @@ std::string push_job(SyncRedis& r, const std::string& prefix,
                      std::vector<std::pair<std::string, std::string>> fields);
 // Waits for the result of job `id` (blocking reads of <prefix>:results, no polling
 // sleeps); returns the result JSON or nullopt after `timeout`.
-std::optional<std::string> wait_result(SyncRedis& r, const std::string& prefix,
-                                       const std::string& id,
-                                       std::chrono::milliseconds timeout = std::chrono::seconds(20));
+std::optional<std::string> wait_result(
+    SyncRedis& r, const std::string& prefix, const std::string& id,
+    std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
 }  // namespace cascade::test

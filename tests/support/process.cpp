@@ -25,12 +25,16 @@ Process::Process(std::vector<std::string> argv, std::vector<std::string> env,
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   std::vector<std::string> envs;
-  for (char** e = environ; *e; ++e) envs.emplace_back(*e);
-  for (auto& kv : env) envs.push_back(kv);
+  for (char** e = environ; *e; ++e)
+    envs.emplace_back(*e);
+  for (auto& kv : env)
+    envs.push_back(kv);
   std::vector<char*> cargv, cenv;
-  for (auto& a : argv) cargv.push_back(a.data());
+  for (auto& a : argv)
+    cargv.push_back(a.data());
   cargv.push_back(nullptr);
-  for (auto& e : envs) cenv.push_back(e.data());
+  for (auto& e : envs)
+    cenv.push_back(e.data());
   cenv.push_back(nullptr);
   int err_fd = -1;
   if (!stderr_path.empty()) {

@@ -11,12 +11,24 @@ RedisServer::RedisServer(std::vector<std::string> extra) : extra_(std::move(extr
   launch();
 }
 
-RedisServer::~RedisServer() { stop(); }
+RedisServer::~RedisServer() {
+  stop();
+}
 
 void RedisServer::launch() {
-  std::vector<std::string> argv = {"/usr/bin/redis-server", "--port", std::to_string(port_),
-                                   "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                   "--dir", dir_.path(), "--loglevel", "notice"};
+  std::vector<std::string> argv = {"/usr/bin/redis-server",
+                                   "--port",
+                                   std::to_string(port_),
+                                   "--bind",
+                                   "127.0.0.1",
+                                   "--save",
+                                   "",
+                                   "--appendonly",
+                                   "no",
+                                   "--dir",
+                                   dir_.path(),
+                                   "--loglevel",
+                                   "notice"};
   argv.insert(argv.end(), extra_.begin(), extra_.end());
   process_ = std::make_unique<Process>(argv);
   // redis-server logs to stdout; this line means it accepts connections.

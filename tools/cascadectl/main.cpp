@@ -17,6 +17,7 @@
 
 #include "auth/store.hpp"
 #include "redis/connection.hpp"
+#include "redis/sync.hpp"
 #include "util/json.hpp"
 #include "util/time.hpp"
 #include "util/url.hpp"
@@ -117,24 +118,7 @@ Args parse_args(int argc, char** argv) {
 
 template <class T>
 T run(asio::io_context& io, asio::awaitable<T> aw) {
-  std::optional<T> result;
-  std::exception_ptr error;
-  asio::co_spawn(io, std::move(aw), [&](std::exception_ptr e, T v) {
-    error = e;
-    if (!e) result = std::move(v);
-  });
-  io.restart();
-  io.run();
-  if (error) std::rethrow_exception(error);
-  return std::move(*result);
-}
-
-inline void run(asio::io_context& io, asio::awaitable<void> aw) {
-  std::exception_ptr error;
-  asio::co_spawn(io, std::move(aw), [&](std::exception_ptr e) { error = e; });
-  io.restart();
-  io.run();
-  if (error) std::rethrow_exception(error);
+  return redis::run_sync(io, std::move(aw));
 }
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -165,8 +149,9 @@ std::string json_array(const std::vector<std::string>& v) {
 }
 
 std::string time_or(std::int64_t ms, const char* none) {
-  return ms == 0 ? none : iso8601_utc(std::chrono::system_clock::time_point(
-                              std::chrono::milliseconds(ms)));
+  return ms == 0
+             ? none
+             : iso8601_utc(std::chrono::system_clock::time_point(std::chrono::milliseconds(ms)));
 }
 
 struct Ctl {
@@ -244,7 +229,8 @@ struct Ctl {
       if (auto ch = a.get("--channels")) rec.channels = split_list(*ch);
       if (auto exp = a.get("--expires-in")) {
         auto d = parse_duration(*exp);
-        if (!d || d->count() <= 0) throw UsageError("--expires-in must be a duration like 30d, 12h");
+        if (!d || d->count() <= 0)
+          throw UsageError("--expires-in must be a duration like 30d, 12h");
         rec.expires_ms = now_unix_ms() + d->count();
       }
       a.finish();
@@ -447,7 +433,8 @@ struct Ctl {
     auto deadline = std::chrono::steady_clock::now() + *wait_for;
     for (;;) {
       auto r = exec(redis::cmd("GET", prefix + ":result:" + id.str));
-      if (!r.is_nil() && !r.is_error() && r.str.find("\"state\":\"retrying\"") == std::string::npos) {
+      if (!r.is_nil() && !r.is_error() &&
+          r.str.find("\"state\":\"retrying\"") == std::string::npos) {
         std::cout << r.str << "\n";
         return r.str.find("\"state\":\"delivered\"") != std::string::npos ? 0 : 1;
       }

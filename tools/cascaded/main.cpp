@@ -1,7 +1,7 @@
 // cascaded: the Cascade worker daemon. A thin main: flags and env fill EngineConfig.
+#include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <spdlog/spdlog.h>
 
 #include <charconv>
 #include <cstdio>
@@ -52,7 +52,8 @@ Durations: 250ms, 30s, 5m, 24h, 30d.
 std::size_t to_size(const std::string& name, const std::string& v) {
   std::size_t out = 0;
   auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
-  if (ec != std::errc() || p != v.data() + v.size()) die(name + " must be a whole number, got '" + v + "'");
+  if (ec != std::errc() || p != v.data() + v.size())
+    die(name + " must be a whole number, got '" + v + "'");
   return out;
 }
 
@@ -127,10 +128,10 @@ int main(int argc, char** argv) {
     cfg.results_maxlen = to_size("--results-maxlen", opt["--results-maxlen"]);
   if (opt.count("--drain-timeout"))
     cfg.drain_timeout = to_duration("--drain-timeout", opt["--drain-timeout"]);
-  for (auto [type, env] : {std::pair{"telegram", "CASCADE_TELEGRAM_API_BASE"},
-                           std::pair{"waba", "CASCADE_WABA_API_BASE"},
-                           std::pair{"email", "CASCADE_POSTMARK_API_BASE"},
-                           std::pair{"whatsapp", "CASCADE_WHATSAPP_API_BASE"}}) {
+  for (auto [type, env] :
+       {std::pair{"telegram", "CASCADE_TELEGRAM_API_BASE"},
+        std::pair{"waba", "CASCADE_WABA_API_BASE"}, std::pair{"email", "CASCADE_POSTMARK_API_BASE"},
+        std::pair{"whatsapp", "CASCADE_WHATSAPP_API_BASE"}}) {
     if (const char* v = std::getenv(env); v && *v) cfg.api_base_overrides[type] = v;
   }
 
