@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 tools/deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc)" --target cascaded cascadectl cascade-mock-provider
+echo "building (first time: a few minutes)..."
+cmake --build build -j "$(nproc)" --target cascaded cascadectl cascade-mock-provider >/dev/null
 
 bin=$root/build/tools
 work=$(mktemp -d /tmp/cascade-demo.XXXXXX)
@@ -85,5 +86,5 @@ say "what the mock provider received"
 curl -s "$mock/__mock/requests" | /usr/bin/python3 -c '
 import json, sys
 for r in json.load(sys.stdin):
-    print(f"  {r[\"provider\"]:9} to {r[\"recipient\"]:14} answered {r[\"status\"]}  text={r[\"text\"]!r}")'
+    print("  %-9s to %-14s answered %s  text=%r" % (r["provider"], r["recipient"], r["status"], r["text"]))'
 say "done: stopping cascaded, the mock provider and redis"
