@@ -9,7 +9,7 @@ n=${1:-100000}
 conc=${2:-1024}
 tools/deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc)" --target cascaded cascade-mock-provider cascade-bench >/dev/null
+cmake --build build -j "$(nproc)" --target cascaded cascade-mock-provider cascade-bench | grep -vE "^\[[0-9]+/[0-9]+\] " || true
 work=$(mktemp -d /tmp/cascade-bench.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
