@@ -27,6 +27,7 @@ struct Message {
 
 struct SendRequest {
   std::string job_id;                 // for logs and stable Message-IDs
+  std::string channel_key_id;         // chk_... of the channel key ("" when unknown)
   const ChannelSettings* settings{};  // the channel key's provider settings
   std::string recipient;              // to.phone / to.telegram / to.email as given
   const Message* message{};

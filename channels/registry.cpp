@@ -4,6 +4,7 @@
 
 #include "channels/channel.hpp"
 #include "channels/postmark.hpp"
+#include "channels/smtp.hpp"
 #include "channels/telegram.hpp"
 #include "channels/waba.hpp"
 #include "channels/whatsapp.hpp"
@@ -17,13 +18,12 @@ boost::asio::awaitable<Outcome> ready(Outcome outcome) {
 
 class EmailChannel final : public Channel {
  public:
-  explicit EmailChannel(ChannelContext& context) : postmark_(context) {}
+  explicit EmailChannel(ChannelContext& context) : postmark_(context), smtp_(context) {}
 
   boost::asio::awaitable<Outcome> send(const SendRequest& request) override {
     auto provider = setting(request.settings, "provider");
     if (provider == "postmark") return postmark_.send(request);
-    if (provider == "smtp")
-      return ready(Outcome::permanent("smtp provider not available yet", Outcome::Cause::config));
+    if (provider == "smtp") return smtp_.send(request);
     if (provider.empty())
       return ready(Outcome::permanent("email: provider not set", Outcome::Cause::config));
     return ready(Outcome::permanent("email: unknown provider", Outcome::Cause::config));
@@ -31,6 +31,7 @@ class EmailChannel final : public Channel {
 
  private:
   PostmarkChannel postmark_;
+  SmtpChannel smtp_;
 };
 
 template <class T>
