@@ -126,6 +126,10 @@ void check(const redis::Reply& r) {
 Store::Store(redis::Connection& redis, std::string prefix)
     : redis_(redis), prefix_(std::move(prefix)) {}
 
+std::string Store::events_channel() const {
+  return prefix_ + ":auth-events";
+}
+
 std::string Store::key(std::string_view a, std::string_view b) const {
   std::string k = prefix_;
   k += ':';
@@ -158,7 +162,10 @@ asio::awaitable<std::optional<Account>> Store::find_account(std::string id) {
 asio::awaitable<void> Store::set_account_status(std::string id, std::string status) {
   auto exists = co_await redis_.exec(redis::cmd("EXISTS", key("account", id)));
   if (exists.integer != 1) throw StoreError("no account " + id);
-  check(co_await redis_.exec(redis::cmd("HSET", key("account", id), "status", status)));
+  for (auto& r : co_await redis_.exec_batch(
+           redis::batch(redis::cmd("HSET", key("account", id), "status", status),
+                        redis::cmd("PUBLISH", events_channel(), "account " + id))))
+    check(r);
 }
 
 asio::awaitable<NewApiKey> Store::create_api_key(ApiKey record) {
@@ -208,7 +215,55 @@ asio::awaitable<std::vector<ApiKey>> Store::list_api_keys(std::string account) {
 asio::awaitable<void> Store::revoke_api_key(std::string id) {
   auto hex = co_await redis_.exec(redis::cmd("GET", key("apikey-id", id)));
   if (hex.is_nil()) throw StoreError("no API key " + id);
-  check(co_await redis_.exec(redis::cmd("HSET", key("apikey", hex.str), "status", "revoked")));
+  for (auto& r : co_await redis_.exec_batch(
+           redis::batch(redis::cmd("HSET", key("apikey", hex.str), "status", "revoked"),
+                        redis::cmd("PUBLISH", events_channel(), "apikey " + hex.str))))
+    check(r);
+}
+
+asio::awaitable<NewApiKey> Store::rotate_api_key(std::string id, std::chrono::milliseconds grace) {
+  auto hex = co_await redis_.exec(redis::cmd("GET", key("apikey-id", id)));
+  if (hex.is_nil()) throw StoreError("no API key " + id);
+  auto old =
+      api_key_from(fields_of(co_await redis_.exec(redis::cmd("HGETALL", key("apikey", hex.str)))));
+  if (!old || old->status != "active") throw StoreError("API key " + id + " is revoked");
+  auto now = now_unix_ms();
+  if (old->expires_ms != 0 && now >= old->expires_ms)
+    throw StoreError("API key " + id + " has expired");
+  NewApiKey out;
+  out.key = generate_key(KeyKind::api);
+  out.record = *old;
+  auto new_hex = to_hex(sha256(out.key));
+  // The old key keeps working until the grace period ends (never past its own expiry);
+  // with no grace it is revoked at once. Both records share the key id, so usage and
+  // listing stay continuous.
+  auto old_update =
+      grace.count() <= 0
+          ? redis::cmd("HSET", key("apikey", hex.str), "status", "revoked")
+          : redis::cmd("HSET", key("apikey", hex.str), "expires",
+                       std::to_string(old->expires_ms == 0
+                                          ? now + grace.count()
+                                          : std::min(old->expires_ms, now + grace.count())),
+                       "rotated", "1");
+  auto replies = co_await redis_.exec_batch(redis::batch(
+      redis::cmd("HSET", key("apikey", new_hex), "id", old->id, "account", old->account, "name",
+                 old->name, "scopes", join(old->scopes), "channels", join(old->channels), "status",
+                 "active", "created", std::to_string(old->created_ms), "expires",
+                 std::to_string(old->expires_ms), "rate", old->rate, "rotated_at",
+                 std::to_string(now)),
+      std::move(old_update), redis::cmd("SET", key("apikey-id", id), new_hex),
+      redis::cmd("PUBLISH", events_channel(), "apikey " + hex.str)));
+  for (auto& r : replies)
+    check(r);
+  co_return out;
+}
+
+asio::awaitable<std::map<std::string, std::int64_t>> Store::usage(std::string id) {
+  auto r = co_await redis_.exec(redis::cmd("HGETALL", key("usage", id)));
+  std::map<std::string, std::int64_t> out;
+  for (const auto& [k, v] : fields_of(r))
+    out[k] = to_int(v);
+  co_return out;
 }
 
 asio::awaitable<NewChannelKey> Store::create_channel_key(ChannelKey record) {
@@ -254,7 +309,10 @@ asio::awaitable<std::vector<ChannelKey>> Store::list_channel_keys(std::string ac
 asio::awaitable<void> Store::set_channel_status(std::string id, std::string status) {
   auto hex = co_await redis_.exec(redis::cmd("GET", key("chkey-id", id)));
   if (hex.is_nil()) throw StoreError("no channel key " + id);
-  check(co_await redis_.exec(redis::cmd("HSET", key("chkey", hex.str), "status", status)));
+  for (auto& r : co_await redis_.exec_batch(
+           redis::batch(redis::cmd("HSET", key("chkey", hex.str), "status", status),
+                        redis::cmd("PUBLISH", events_channel(), "chkey " + hex.str))))
+    check(r);
 }
 
 asio::awaitable<void> Store::delete_channel_key(std::string id) {
@@ -263,7 +321,8 @@ asio::awaitable<void> Store::delete_channel_key(std::string id) {
   auto owner = co_await redis_.exec(redis::cmd("HGET", key("chkey", hex.str), "account"));
   auto replies = co_await redis_.exec_batch(
       redis::batch(redis::cmd("DEL", key("chkey", hex.str)), redis::cmd("DEL", key("chkey-id", id)),
-                   redis::cmd("SREM", key("account", owner.str) + ":chkeys", id)));
+                   redis::cmd("SREM", key("account", owner.str) + ":chkeys", id),
+                   redis::cmd("PUBLISH", events_channel(), "chkey " + hex.str)));
   for (auto& r : replies)
     check(r);
 }

@@ -11,8 +11,13 @@
 //   P:chkey:<sha256 hex>      HASH id account type name status created s.<setting>...
 //   P:chkey-id:<id>           STRING sha256 hex
 //   P:account:<id>:chkeys     SET  channel key ids
+//   P:usage:<key id>          HASH accepted delivered failed rejected last_used
+//   P:rate:<key id>           STRING GCRA state of the key's rate limit
+//   P:auth-events             pub/sub: "apikey <hex>", "chkey <hex>", "account <id>"
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -56,6 +61,10 @@ class Store {
   boost::asio::awaitable<NewApiKey> create_api_key(ApiKey record);
   boost::asio::awaitable<std::vector<ApiKey>> list_api_keys(std::string account);
   boost::asio::awaitable<void> revoke_api_key(std::string id);
+  // A new secret for key `id`; the old one keeps working for `grace` (0: stops at once).
+  boost::asio::awaitable<NewApiKey> rotate_api_key(std::string id, std::chrono::milliseconds grace);
+  // Usage counters of key `id` (accepted, delivered, failed, rejected, last_used ms).
+  boost::asio::awaitable<std::map<std::string, std::int64_t>> usage(std::string id);
 
   boost::asio::awaitable<NewChannelKey> create_channel_key(ChannelKey record);
   boost::asio::awaitable<std::vector<ChannelKey>> list_channel_keys(std::string account);
@@ -68,6 +77,8 @@ class Store {
       const std::vector<Digest>& digests);
 
   const std::string& prefix() const { return prefix_; }
+  // The pub/sub channel on which every change to keys and accounts is announced.
+  std::string events_channel() const;
 
  private:
   std::string key(std::string_view a, std::string_view b) const;

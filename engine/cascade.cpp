@@ -24,6 +24,17 @@ double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
+// SPEC §3 / issue 4.3: the `on_unknown` setting, `retry` (default) or `fail`. Email
+// defaults to `fail`: SPEC §5 says an SMTP message whose final "." got no reply is not sent
+// again on the same channel.
+bool unknown_outcome_retried(std::string_view type, const ChannelSettings* settings) {
+  if (settings) {
+    if (auto it = settings->find("on_unknown"); it != settings->end())
+      return it->second != "fail";
+  }
+  return type != "email";
+}
+
 // All tries of one channel inside its tier, bounded by config.channel_timeout.
 asio::awaitable<Attempt> attempt_channel(const std::string& job_id, const Job& job,
                                          std::size_t index, const ChannelPlan& plan,
@@ -33,6 +44,11 @@ asio::awaitable<Attempt> attempt_channel(const std::string& job_id, const Job& j
   a.channel = use.channel;
   a.tier = use.tier();
   auto start = Clock::now();
+  if (plan.already_delivered) {
+    a.ok = true;
+    a.provider_id = plan.delivered_id;
+    co_return a;
+  }
   if (plan.paused) {
     a.error = "channel paused";
     a.ms = ms_since(start);
@@ -47,10 +63,16 @@ asio::awaitable<Attempt> attempt_channel(const std::string& job_id, const Job& j
   auto channel_deadline = start + config.channel_timeout;
   SendRequest req;
   req.job_id = job_id;
+  req.channel_key_id = plan.channel_key_id;
   req.settings = plan.settings;
   req.recipient = job.recipient_for(use.channel);
   req.message = &job.message;
+  const auto rate = channel_rate(use.channel, plan.settings);
+  const bool retry_unknown = unknown_outcome_retried(use.channel, plan.settings);
   for (int attempt_no = 1;; ++attempt_no) {
+    // Throughput limit of the channel key: wait for its slot (time not charged to the
+    // channel's deadline: pacing never fails a send).
+    if (plan.pacer) channel_deadline += co_await plan.pacer->pace(plan.channel_key_id, rate);
     req.deadline = std::min(Clock::now() + config.attempt_timeout, channel_deadline);
     a.tries = attempt_no;
     // The adapter honours the deadline itself; the timer is a backstop for channels
@@ -73,6 +95,12 @@ asio::awaitable<Attempt> attempt_channel(const std::string& job_id, const Job& j
     a.error = std::move(o.error);
     a.retryable = o.retryable();
     a.unknown = o.unknown;
+    // The request was written but no reply came: the provider may have delivered. Sent
+    // again only when the channel key accepts duplicates (on_unknown=retry).
+    if (o.unknown && !retry_unknown) {
+      a.retryable = false;
+      break;
+    }
     auto remaining =
         std::chrono::duration_cast<std::chrono::milliseconds>(channel_deadline - Clock::now());
     auto delay = retry_delay(o, attempt_no + 1, config.retry, remaining, rng);
@@ -82,6 +110,7 @@ asio::awaitable<Attempt> attempt_channel(const std::string& job_id, const Job& j
     co_await t.async_wait(asio::use_awaitable);
   }
   a.ms = ms_since(start);
+  if (a.ok && plan.on_delivered) co_await plan.on_delivered(a);
   co_return a;
 }
 

@@ -3,6 +3,7 @@
 // stop at the first tier with a delivery.
 #include <boost/asio/awaitable.hpp>
 
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "channels/channel.hpp"
 #include "engine/config.hpp"
 #include "engine/job.hpp"
+#include "engine/pacer.hpp"
 #include "engine/result.hpp"
 
 namespace cascade {
@@ -19,6 +21,17 @@ struct ChannelPlan {
   Channel* channel = nullptr;  // nullptr: type not registered (permanent failure)
   const ChannelSettings* settings = nullptr;
   bool paused = false;
+  // Pacing (SPEC §3): the channel key (chk_...) whose limit applies, and the shared pacer
+  // (nullptr: no pacing). The limit is the key's `rate` setting or the type's default.
+  std::string channel_key_id;
+  Pacer* pacer = nullptr;
+  // Crash recovery: delivered by an earlier run of this job (its progress record): reported
+  // as delivered (tries 0, that run's provider id) and not sent again.
+  bool already_delivered = false;
+  std::string delivered_id;
+  // Awaited right after this channel delivers, before the job goes on (records the
+  // delivery in Redis). Must not throw.
+  std::function<boost::asio::awaitable<void>(const Attempt&)> on_delivered;
 };
 
 struct CascadeReport {

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "engine/job.hpp"
 
@@ -29,6 +30,19 @@ struct EngineConfig {
   RetryPolicy retry;
   JobLimits limits;
   std::chrono::milliseconds drain_timeout{30'000};
+  // How often per-key usage counts are written to Redis.
+  std::chrono::milliseconds usage_flush_interval{1000};
+  // Crash recovery: entries pending longer than this (a dead worker's) are XAUTOCLAIMed
+  // and run again; it must exceed the longest possible job.
+  std::chrono::milliseconds reclaim_idle{60'000};
+  std::chrono::milliseconds reclaim_interval{0};  // 0: reclaim_idle / 2, at most 10 s
+  // Job-level retries (SPEC §3): the delay before job attempt 2, 3, ...; then dead.
+  std::vector<std::chrono::milliseconds> job_retry_delays{
+      std::chrono::seconds(5), std::chrono::seconds(30), std::chrono::minutes(2),
+      std::chrono::minutes(10), std::chrono::hours(1)};
+  std::chrono::milliseconds retry_poll{250};  // how often due retries are moved back
+  std::chrono::seconds progress_ttl{48 * 3600};     // <prefix>:progress:<id>
+  std::chrono::seconds idempotency_ttl{24 * 3600};  // <prefix>:idem:<account>:<sha256>
   // Global provider base overrides by channel type ("telegram" -> "http://127.0.0.1:9000").
   std::map<std::string, std::string, std::less<>> api_base_overrides;
 };

@@ -20,6 +20,9 @@ struct EngineStats {
   std::uint64_t delivered = 0;
   std::uint64_t failed = 0;
   std::uint64_t rejected = 0;
+  std::uint64_t duplicates = 0;  // idempotency-key duplicates (409)
+  std::uint64_t retried = 0;     // job attempts that ended in a later retry
+  std::uint64_t reclaimed = 0;   // entries claimed from dead workers (XAUTOCLAIM)
   std::size_t in_flight = 0;
   bool redis_ready = false;
 };

@@ -23,6 +23,7 @@ std::string Result::to_json() const {
   if (!error.empty()) w.field("error", error);
   if (!field.empty()) w.field("field", field);
   if (status == 429) w.field("retryAfter", retry_after);
+  if (!duplicate_of.empty()) w.field("duplicate_of", duplicate_of);
   if (state == "delivered" || state == "failed" || !attempts.empty()) {
     std::string via = "[";
     for (std::size_t i = 0; i < delivered_via.size(); ++i) {
@@ -53,6 +54,7 @@ std::string Result::to_json() const {
     w.raw("attempts", arr);
   }
   w.field("job_attempt", job_attempt);
+  if (!next_attempt_at.empty()) w.field("next_attempt_at", next_attempt_at);
   if (!metadata_json.empty()) w.raw("metadata", metadata_json);
   w.field("finished_at", finished_at);
   w.close();

@@ -33,7 +33,9 @@ struct Result {
   std::string field;
   int retry_after = 0;
   std::string metadata_json;
-  std::string finished_at;  // ISO 8601 UTC
+  std::string duplicate_of;     // state duplicate: the job that claimed the idempotency key
+  std::string next_attempt_at;  // state retrying: ISO 8601 UTC of the next job attempt
+  std::string finished_at;      // ISO 8601 UTC
 
   static Result rejected(std::string id, int status, std::string error, std::string field = {});
   std::string to_json() const;

@@ -110,8 +110,17 @@ struct Connection::Impl : std::enable_shared_from_this<Impl> {
   bool writing = false;
   std::deque<std::shared_ptr<Pending>> in_flight;
   std::unique_ptr<Decoder> decoder = std::make_unique<Decoder>();
+  std::function<void(const Reply&)> push_handler;
+  std::function<void()> disconnect_handler;
+
+  static bool is_push(const Reply& r) {
+    return r.is_array() && !r.elements.empty() &&
+           ((r.elements.size() == 3 && r.elements[0].str == "message") ||
+            (r.elements.size() == 4 && r.elements[0].str == "pmessage"));
+  }
 
   void fail_all(const std::string& why) {
+    bool was_connected = state == State::connected;
     ++generation;
     state = State::disconnected;
     boost::system::error_code ignored;
@@ -127,6 +136,7 @@ struct Connection::Impl : std::enable_shared_from_this<Impl> {
       p->done = true;
       p->timer.cancel();
     }
+    if (was_connected && disconnect_handler) disconnect_handler();
   }
 
   // Raw request/response on the freshly connected socket, before the reader runs.
@@ -242,6 +252,10 @@ struct Connection::Impl : std::enable_shared_from_this<Impl> {
       try {
         self->decoder->feed(std::string_view(buf.data(), n));
         while (auto reply = self->decoder->next()) {
+          if (self->push_handler && is_push(*reply)) {
+            self->push_handler(*reply);
+            continue;
+          }
           if (self->in_flight.empty()) throw Error("redis sent a reply nobody asked for");
           auto& p = self->in_flight.front();
           p->replies.push_back(std::move(*reply));
@@ -306,7 +320,11 @@ Connection::Connection(asio::any_io_executor ex, Config config)
     : impl_(std::make_shared<Impl>(ex, std::move(config))) {}
 
 Connection::~Connection() {
-  if (impl_) impl_->fail_all("redis connection closed");
+  if (!impl_) return;
+  // The handlers belong to the owner being destroyed: never call them from here.
+  impl_->disconnect_handler = nullptr;
+  impl_->push_handler = nullptr;
+  impl_->fail_all("redis connection closed");
 }
 
 asio::awaitable<void> Connection::connect() {
@@ -337,6 +355,18 @@ const Config& Connection::config() const {
 }
 std::uint64_t Connection::connects() const {
   return impl_->connect_count;
+}
+
+}  // namespace cascade::redis
+
+namespace cascade::redis {
+
+void Connection::set_push_handler(std::function<void(const Reply&)> handler) {
+  impl_->push_handler = std::move(handler);
+}
+
+void Connection::set_disconnect_handler(std::function<void()> handler) {
+  impl_->disconnect_handler = std::move(handler);
 }
 
 }  // namespace cascade::redis

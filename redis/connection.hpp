@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -58,6 +59,12 @@ class Connection {
 
   bool connected() const;
   void close();
+
+  // Pub/sub: after SUBSCRIBE, "message" pushes go to this handler instead of a waiter.
+  // Use a dedicated connection for subscribing (Redis allows little else on it).
+  void set_push_handler(std::function<void(const Reply&)> handler);
+  // Called whenever the connection is lost or closed (to drop state that relied on it).
+  void set_disconnect_handler(std::function<void()> handler);
   const Config& config() const;
   // Number of successful connects (for tests of reconnect behaviour).
   std::uint64_t connects() const;

@@ -84,8 +84,9 @@ std::string Admin::create_account(const std::string& name) {
 
 std::string Admin::create_api_key(const std::string& account, std::vector<std::string> scopes,
                                   std::vector<std::string> channels, std::int64_t expires_ms,
-                                  std::string* id) {
+                                  std::string* id, std::string rate) {
   auth::ApiKey rec;
+  rec.rate = std::move(rate);
   rec.account = account;
   rec.name = "test";
   rec.scopes = std::move(scopes);
@@ -115,6 +116,14 @@ void Admin::set_account_status(const std::string& account, const std::string& st
 
 void Admin::set_channel_status(const std::string& id, const std::string& status) {
   run_sync(impl_->io, impl_->store.set_channel_status(id, status));
+}
+
+std::string Admin::rotate_api_key(const std::string& id, std::chrono::milliseconds grace) {
+  return run_sync(impl_->io, impl_->store.rotate_api_key(id, grace)).key;
+}
+
+std::map<std::string, std::int64_t> Admin::usage(const std::string& id) {
+  return run_sync(impl_->io, impl_->store.usage(id));
 }
 
 void Admin::revoke_api_key(const std::string& id) {

@@ -58,13 +58,16 @@ class Admin {
   // Returns the key text; *id receives the key id.
   std::string create_api_key(const std::string& account, std::vector<std::string> scopes = {"send"},
                              std::vector<std::string> channels = {}, std::int64_t expires_ms = 0,
-                             std::string* id = nullptr);
+                             std::string* id = nullptr, std::string rate = {});
   std::string create_channel_key(const std::string& account, const std::string& type,
                                  std::map<std::string, std::string, std::less<>> settings,
                                  std::string* id = nullptr);
   void set_account_status(const std::string& account, const std::string& status);
   void set_channel_status(const std::string& id, const std::string& status);
   void revoke_api_key(const std::string& id);
+  // Returns the new key text.
+  std::string rotate_api_key(const std::string& id, std::chrono::milliseconds grace);
+  std::map<std::string, std::int64_t> usage(const std::string& id);
 
  private:
   struct Impl;

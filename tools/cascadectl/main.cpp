@@ -15,7 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "auth/rate.hpp"
 #include "auth/store.hpp"
+#include "engine/pacer.hpp"
 #include "redis/connection.hpp"
 #include "redis/sync.hpp"
 #include "util/json.hpp"
@@ -32,12 +34,15 @@ constexpr const char* kUsage = R"(usage: cascadectl [--redis URL] [--prefix P] [
   account create --name NAME                      -> account id
   account pause|resume ACCOUNT_ID
   apikey create --account ID --name NAME [--scopes send,read,manage,events|admin]
-                [--channels CK_ID,...] [--expires-in 30d]
+                [--channels CK_ID,...] [--expires-in 30d] [--rate 100/s[:burst]|N/m]
                                                   -> key id and the key, shown once
-  apikey list --account ID
+  apikey list --account ID                        -> keys with usage (never the secret)
   apikey revoke KEY_ID
+  apikey rotate KEY_ID [--grace 24h]              -> new key, shown once; the old one
+                                                     works until the grace ends (default 0)
   channel create --account ID --type whatsapp|waba|telegram|email --name NAME
-                 [--api-base URL] [provider options]
+                 [--api-base URL] [--rate N/s[:burst]] [--on-unknown retry|fail]
+                 [provider options]
                                                   -> channel key id and the key, shown once
       telegram: --bot-token T
       waba:     --phone-number-id ID --access-token T [--api-version v23.0]
@@ -233,6 +238,11 @@ struct Ctl {
           throw UsageError("--expires-in must be a duration like 30d, 12h");
         rec.expires_ms = now_unix_ms() + d->count();
       }
+      if (auto rate = a.get("--rate")) {
+        std::string why;
+        if (!auth::parse_rate(*rate, &why)) throw UsageError("--rate: " + why);
+        rec.rate = *rate;
+      }
       a.finish();
       auto created = run(io, store.create_api_key(rec));
       print_created("API key", created.record.id, created.key);
@@ -243,6 +253,12 @@ struct Ctl {
       a.finish();
       if (!run(io, store.find_account(account))) throw Failure("no account " + account);
       auto keys = run(io, store.list_api_keys(account));
+      std::vector<std::map<std::string, std::int64_t>> usage;
+      for (const auto& k : keys) usage.push_back(run(io, store.usage(k.id)));
+      auto count = [&](std::size_t i, const char* name) {
+        auto it = usage[i].find(name);
+        return it == usage[i].end() ? std::int64_t{0} : it->second;
+      };
       if (json_out) {
         std::string arr = "[";
         for (std::size_t i = 0; i < keys.size(); ++i) {
@@ -253,6 +269,15 @@ struct Ctl {
           w.raw("channels", json_array(k.channels)).field("status", k.status);
           w.field("created", time_or(k.created_ms, ""));
           w.field("expires", time_or(k.expires_ms, ""));
+          w.field("rate", k.rate).field("last_used", time_or(count(i, "last_used"), ""));
+          std::string u;
+          json::ObjectWriter(u)
+              .field("accepted", count(i, "accepted"))
+              .field("delivered", count(i, "delivered"))
+              .field("failed", count(i, "failed"))
+              .field("rejected", count(i, "rejected"))
+              .close();
+          w.raw("usage", u);
           w.close();
         }
         arr += "]";
@@ -260,12 +285,37 @@ struct Ctl {
         json::ObjectWriter(out).field("account", account).raw("keys", arr).close();
         std::cout << out << "\n";
       } else {
-        for (const auto& k : keys)
+        for (std::size_t i = 0; i < keys.size(); ++i) {
+          const auto& k = keys[i];
           std::cout << k.id << "  " << k.name << "  scopes=" << join(k.scopes)
                     << "  channels=" << (k.channels.empty() ? "any" : join(k.channels))
-                    << "  status=" << k.status << "  created=" << time_or(k.created_ms, "-")
-                    << "  expires=" << time_or(k.expires_ms, "never") << "\n";
+                    << "  rate=" << (k.rate.empty() ? "none" : k.rate) << "  status=" << k.status
+                    << "  created=" << time_or(k.created_ms, "-")
+                    << "  expires=" << time_or(k.expires_ms, "never")
+                    << "  last_used=" << time_or(count(i, "last_used"), "never")
+                    << "  accepted=" << count(i, "accepted") << " delivered=" << count(i, "delivered")
+                    << " failed=" << count(i, "failed") << " rejected=" << count(i, "rejected")
+                    << "\n";
+        }
       }
+      return 0;
+    }
+    if (verb == "rotate") {
+      if (a.words.size() != 3) throw UsageError("apikey rotate needs KEY_ID");
+      auto grace = std::chrono::milliseconds(0);
+      auto grace_text = a.get("--grace");
+      if (grace_text) {
+        auto d = parse_duration(*grace_text);
+        if (!d) throw UsageError("--grace must be a duration like 24h, 30m, 0s");
+        grace = *d;
+      }
+      a.finish();
+      auto rotated = run(io, store.rotate_api_key(a.words[2], grace));
+      print_created("API key", rotated.record.id, rotated.key);
+      if (!json_out)
+        std::cout << (grace.count() > 0 ? "the old key keeps working for " + *grace_text
+                                         : std::string("the old key stopped working"))
+                  << "\n";
       return 0;
     }
     if (verb == "revoke") {
@@ -292,6 +342,18 @@ struct Ctl {
         std::string why;
         if (!parse_url(*base, &why)) throw UsageError("--api-base: " + why);
         s["api_base"] = *base;
+      }
+      // Throughput limit of this key (SPEC §3): sends wait for their slot.
+      if (auto rate = a.get("--rate")) {
+        if (!parse_rate(*rate)) throw UsageError("--rate must look like 30/s, 600/m or 30/s:10");
+        s["rate"] = *rate;
+      }
+      // A send whose reply was lost may have been delivered: send again (duplicates
+      // possible) or fail the channel.
+      if (auto policy = a.get("--on-unknown")) {
+        if (*policy != "retry" && *policy != "fail")
+          throw UsageError("--on-unknown must be retry or fail");
+        s["on_unknown"] = *policy;
       }
       if (rec.type == "telegram") {
         s["bot_token"] = a.need("--bot-token");
