@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <map>
 #include <random>
@@ -45,7 +46,12 @@ std::optional<std::string_view> optional_field(const Fields& fields, std::string
 std::string default_consumer() {
   char host[256] = {};
   gethostname(host, sizeof host - 1);
-  return std::string(host) + "-" + std::to_string(getpid());
+  // Several engines in one process (embedding, tests) must not share a consumer name: the
+  // pending scan of one would run the other's in-flight entries.
+  static std::atomic<int> engines{0};
+  auto n = ++engines;
+  return std::string(host) + "-" + std::to_string(getpid()) +
+         (n > 1 ? "-" + std::to_string(n) : std::string());
 }
 
 // Internal entry fields, set on entries that the retry mover or `cascadectl dlq retry`
@@ -327,10 +333,10 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
       try {
         while (!self->stopping && self->stats.in_flight < self->config.concurrency) {
           auto free_slots = self->config.concurrency - self->stats.in_flight;
-          auto r = co_await self->commands.exec(redis::cmd(
-              "XAUTOCLAIM", self->jobs_key, self->config.group, self->config.consumer,
-              std::to_string(self->config.reclaim_idle.count()), cursor, "COUNT",
-              std::to_string(free_slots)));
+          auto r = co_await self->commands.exec(
+              redis::cmd("XAUTOCLAIM", self->jobs_key, self->config.group, self->config.consumer,
+                         std::to_string(self->config.reclaim_idle.count()), cursor, "COUNT",
+                         std::to_string(free_slots)));
           if (r.is_error() || !r.is_array() || r.elements.size() < 2) break;  // NOGROUP: consumer
           cursor = r.elements[0].str;
           auto before = self->stats.in_flight;
@@ -360,10 +366,9 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
       if (self->stopping) break;
       try {
         for (;;) {
-          auto r = co_await self->commands.exec(
-              redis::cmd("EVAL", kMoveDueScript, "2", self->config.prefix + ":retry",
-                         self->jobs_key, std::to_string(now_unix_ms()), "100",
-                         self->config.prefix + ":retry:"));
+          auto r = co_await self->commands.exec(redis::cmd(
+              "EVAL", kMoveDueScript, "2", self->config.prefix + ":retry", self->jobs_key,
+              std::to_string(now_unix_ms()), "100", self->config.prefix + ":retry:"));
           if (r.is_error()) {
             spdlog::warn("moving due retries failed: {}", r.str);
             break;
@@ -648,8 +653,8 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
     }
     usage.add(principal.key.id, UsageCounters::Kind::accepted);
     auto report = co_await run_cascade(id, job, plan, config, rng);
-    usage.add(principal.key.id, report.delivered ? UsageCounters::Kind::delivered
-                                                 : UsageCounters::Kind::failed);
+    usage.add(principal.key.id,
+              report.delivered ? UsageCounters::Kind::delivered : UsageCounters::Kind::failed);
     Result r;
     r.account = principal.account.id;
     r.metadata_json = job.metadata_json;
@@ -707,8 +712,8 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
       hset.push_back(std::to_string(run.attempt + 1));
       cmds.push_back(std::move(hset));
       cmds.push_back(redis::cmd("EXPIRE", retry_key, std::to_string(config.progress_ttl.count())));
-      cmds.push_back(redis::cmd("ZADD", config.prefix + ":retry", std::to_string(run.next_due_ms),
-                                id));
+      cmds.push_back(
+          redis::cmd("ZADD", config.prefix + ":retry", std::to_string(run.next_due_ms), id));
       cmds.push_back(
           redis::cmd("SET", result_key, json, "EX", std::to_string(config.result_ttl.count())));
     } else if (!written) {

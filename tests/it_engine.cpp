@@ -61,6 +61,7 @@ class EndToEnd : public ::testing::Test {
     cfg.attempt_timeout = 3s;
     cfg.channel_timeout = 10s;
     cfg.retry.base = 20ms;
+    cfg.job_retry_delays = {};  // job-level retries are it_reliability's
     engine = std::make_unique<test::EngineThread>(cfg);
   }
 
