@@ -4,6 +4,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <fstream>
@@ -55,6 +56,11 @@ constexpr const char* kUsage = R"(usage: cascadectl [--redis URL] [--prefix P] [
   send (--token KEY | --x-api-key KEY) [--idempotency-key K] [--wait 10s] BODY_FILE|-
                                                   -> job id; with --wait, the result
   job show JOB_ID
+  dlq list [--count 20] [--before ENTRY]          dead letters, newest first, with the reason
+                                                  (credentials masked); --before pages on
+  dlq retry JOB_ID|--all                          back onto the stream under the original id
+  dlq purge                                       delete every dead letter
+  stats [--group cascade]                         queue depth, in flight, retries, dead, results
 
 global options:
   --redis URL    redis://[[user]:password@]host[:port][/db] (CASCADE_REDIS_URL,
@@ -98,7 +104,7 @@ struct Args {
   }
 };
 
-const std::vector<std::string> kFlags = {"--json"};  // options without a value
+const std::vector<std::string> kFlags = {"--json", "--all"};  // options without a value
 
 Args parse_args(int argc, char** argv) {
   Args a;
@@ -254,7 +260,8 @@ struct Ctl {
       if (!run(io, store.find_account(account))) throw Failure("no account " + account);
       auto keys = run(io, store.list_api_keys(account));
       std::vector<std::map<std::string, std::int64_t>> usage;
-      for (const auto& k : keys) usage.push_back(run(io, store.usage(k.id)));
+      for (const auto& k : keys)
+        usage.push_back(run(io, store.usage(k.id)));
       auto count = [&](std::size_t i, const char* name) {
         auto it = usage[i].find(name);
         return it == usage[i].end() ? std::int64_t{0} : it->second;
@@ -293,9 +300,9 @@ struct Ctl {
                     << "  created=" << time_or(k.created_ms, "-")
                     << "  expires=" << time_or(k.expires_ms, "never")
                     << "  last_used=" << time_or(count(i, "last_used"), "never")
-                    << "  accepted=" << count(i, "accepted") << " delivered=" << count(i, "delivered")
-                    << " failed=" << count(i, "failed") << " rejected=" << count(i, "rejected")
-                    << "\n";
+                    << "  accepted=" << count(i, "accepted")
+                    << " delivered=" << count(i, "delivered") << " failed=" << count(i, "failed")
+                    << " rejected=" << count(i, "rejected") << "\n";
         }
       }
       return 0;
@@ -314,7 +321,7 @@ struct Ctl {
       print_created("API key", rotated.record.id, rotated.key);
       if (!json_out)
         std::cout << (grace.count() > 0 ? "the old key keeps working for " + *grace_text
-                                         : std::string("the old key stopped working"))
+                                        : std::string("the old key stopped working"))
                   << "\n";
       return 0;
     }
@@ -544,6 +551,216 @@ struct Ctl {
     }
     throw Failure("no job " + id + " (unknown, or its result expired)");
   }
+  // ---- dead letters and queue stats ------------------------------------------------
+
+  using EntryFields = std::vector<std::pair<std::string, std::string>>;
+
+  static EntryFields entry_fields(const redis::Reply& entry) {
+    EntryFields f;
+    if (entry.elements.size() < 2) return f;
+    const auto& kv = entry.elements[1].elements;
+    for (std::size_t i = 0; i + 1 < kv.size(); i += 2)
+      f.emplace_back(kv[i].str, kv[i + 1].str);
+    return f;
+  }
+
+  static std::string field_of(const EntryFields& f, const std::string& name) {
+    for (const auto& [k, v] : f)
+      if (k == name) return v;
+    return "";
+  }
+
+  // Credentials never leave Redis: the credential fields are masked, and API/channel keys
+  // (ak_..., ck_...) anywhere in a value (the body's "keys") keep only their prefix.
+  static std::string masked(const std::string& name, const std::string& value) {
+    if (name == "authorization") return value.starts_with("Bearer ") ? "Bearer ***" : "***";
+    if (name == "x-api-key") return "***";
+    std::string out;
+    out.reserve(value.size());
+    for (std::size_t i = 0; i < value.size();) {
+      bool key_start = (value.compare(i, 3, "ak_") == 0 || value.compare(i, 3, "ck_") == 0) &&
+                       (i == 0 || !std::isalnum(static_cast<unsigned char>(value[i - 1])));
+      if (!key_start) {
+        out += value[i++];
+        continue;
+      }
+      out.append(value, i, 3);
+      out += "***";
+      i += 3;
+      while (i < value.size() && std::isalnum(static_cast<unsigned char>(value[i])))
+        ++i;
+    }
+    return out;
+  }
+
+  static bool internal_dead_field(const std::string& k) {
+    return k == "id" || k == "reason" || k == "result";
+  }
+
+  int dlq(Args& a) {
+    if (a.words.size() < 2) throw UsageError("dlq needs list, retry or purge");
+    const auto& verb = a.words[1];
+    const auto dead_key = prefix + ":dead";
+    if (verb == "list") {
+      auto count = a.get("--count").value_or("20");
+      auto before = a.get("--before");
+      a.finish();
+      std::size_t n = 0;
+      auto [p, ec] = std::from_chars(count.data(), count.data() + count.size(), n);
+      if (ec != std::errc() || p != count.data() + count.size() || n == 0)
+        throw UsageError("--count must be a whole number of at least 1");
+      auto r = exec(redis::cmd("XREVRANGE", dead_key, before ? "(" + *before : std::string("+"),
+                               "-", "COUNT", std::to_string(n)));
+      if (r.is_error()) throw Failure("cannot read dead letters: " + r.str);
+      std::string arr = "[";
+      std::string last;
+      for (std::size_t i = 0; i < r.elements.size(); ++i) {
+        const auto& e = r.elements[i];
+        auto f = entry_fields(e);
+        last = e.elements[0].str;
+        auto result = field_of(f, "result");
+        if (json_out) {
+          if (i) arr += ',';
+          std::string fields;
+          json::ObjectWriter fw(fields);
+          for (const auto& [k, v] : f)
+            if (!internal_dead_field(k)) fw.field(k, masked(k, v));
+          fw.close();
+          json::ObjectWriter w(arr);
+          w.field("entry", last).field("id", field_of(f, "id"));
+          w.field("reason", field_of(f, "reason")).raw("fields", fields);
+          if (!result.empty() && result.front() == '{') w.raw("result", result);
+          w.close();
+        } else {
+          auto ms = std::stoll(last.substr(0, last.find('-')));
+          std::cout << field_of(f, "id") << "  dead at " << time_or(ms, "-")
+                    << "  reason: " << field_of(f, "reason") << "\n";
+          for (const auto& [k, v] : f)
+            if (!internal_dead_field(k)) std::cout << "    " << k << ": " << masked(k, v) << "\n";
+          if (!result.empty()) std::cout << "    result: " << result << "\n";
+        }
+      }
+      arr += "]";
+      bool more = r.elements.size() == n;
+      if (json_out) {
+        std::string out;
+        json::ObjectWriter w(out);
+        w.raw("entries", arr);
+        if (more) w.field("next", last);
+        w.close();
+        std::cout << out << "\n";
+      } else if (r.elements.empty()) {
+        std::cout << "no dead letters\n";
+      } else if (more) {
+        std::cout << "(more: dlq list --before " << last << ")\n";
+      }
+      return 0;
+    }
+    if (verb == "retry") {
+      bool all = a.get("--all").has_value();
+      a.finish();
+      if (all == (a.words.size() == 3))
+        throw UsageError("dlq retry needs JOB_ID or --all (not both)");
+      std::string only = all ? "" : a.words[2];
+      std::vector<std::string> retried;
+      std::string from = "-";
+      for (;;) {
+        auto r = exec(redis::cmd("XRANGE", dead_key, from, "+", "COUNT", "500"));
+        if (r.is_error()) throw Failure("cannot read dead letters: " + r.str);
+        if (r.elements.empty()) break;
+        for (const auto& e : r.elements) {
+          auto f = entry_fields(e);
+          auto id = field_of(f, "id");
+          if (id.empty() || (!all && id != only)) continue;
+          // Back onto the stream under the job's original id (results stay keyed by it);
+          // its old result goes so that the worker runs it again, atomically.
+          auto xadd = redis::cmd("XADD", prefix + ":jobs", "*");
+          for (const auto& [k, v] : f) {
+            if (internal_dead_field(k) || k.starts_with("cascade-job-")) continue;
+            xadd.push_back(k);
+            xadd.push_back(v);
+          }
+          xadd.push_back("cascade-job-id");
+          xadd.push_back(id);
+          auto replies =
+              run(io, redis.exec_batch(redis::batch(redis::cmd("MULTI"), std::move(xadd),
+                                                    redis::cmd("DEL", prefix + ":result:" + id),
+                                                    redis::cmd("XDEL", dead_key, e.elements[0].str),
+                                                    redis::cmd("EXEC"))));
+          if (replies.back().is_error() || replies.back().is_nil())
+            throw Failure("retrying " + id + " failed: " + replies.back().str);
+          retried.push_back(id);
+        }
+        from = "(" + r.elements.back().elements[0].str;
+      }
+      if (!all && retried.empty()) throw Failure("no dead letter for job " + only);
+      if (json_out) {
+        std::string out;
+        json::ObjectWriter(out)
+            .field("retried", static_cast<std::int64_t>(retried.size()))
+            .raw("ids", json_array(retried))
+            .close();
+        std::cout << out << "\n";
+      } else {
+        std::cout << "retried " << retried.size() << " job" << (retried.size() == 1 ? "" : "s")
+                  << "\n";
+      }
+      return 0;
+    }
+    if (verb == "purge") {
+      a.finish();
+      auto replies = run(io, redis.exec_batch(redis::batch(redis::cmd("XLEN", dead_key),
+                                                           redis::cmd("DEL", dead_key))));
+      auto n = replies.at(0).integer;
+      if (json_out) {
+        std::string out;
+        json::ObjectWriter(out).field("purged", n).close();
+        std::cout << out << "\n";
+      } else {
+        std::cout << "purged " << n << " dead letter" << (n == 1 ? "" : "s") << "\n";
+      }
+      return 0;
+    }
+    throw UsageError("unknown dlq command '" + verb + "'");
+  }
+
+  int stats(Args& a) {
+    auto group = a.get("--group").value_or("cascade");
+    a.finish();
+    auto replies = run(
+        io,
+        redis.exec_batch(redis::batch(
+            redis::cmd("XLEN", prefix + ":jobs"), redis::cmd("XPENDING", prefix + ":jobs", group),
+            redis::cmd("ZCARD", prefix + ":retry"),
+            redis::cmd("ZCOUNT", prefix + ":retry", "-inf", std::to_string(now_unix_ms())),
+            redis::cmd("XLEN", prefix + ":dead"), redis::cmd("XLEN", prefix + ":results"))));
+    std::int64_t queue = replies[0].integer;
+    std::int64_t in_flight = 0;  // read by a worker, not yet acked (NOGROUP: none)
+    if (replies[1].is_array() && !replies[1].elements.empty())
+      in_flight = replies[1].elements[0].integer;
+    std::int64_t waiting = std::max<std::int64_t>(0, queue - in_flight);
+    if (json_out) {
+      std::string out;
+      json::ObjectWriter(out)
+          .field("queue", queue)
+          .field("waiting", waiting)
+          .field("in_flight", in_flight)
+          .field("retrying", replies[2].integer)
+          .field("retry_due", replies[3].integer)
+          .field("dead", replies[4].integer)
+          .field("results", replies[5].integer)
+          .close();
+      std::cout << out << "\n";
+    } else {
+      std::cout << "queue      " << queue << "  (waiting " << waiting << ", in flight " << in_flight
+                << ")\n"
+                << "retrying   " << replies[2].integer << "  (due now " << replies[3].integer
+                << ")\n"
+                << "dead       " << replies[4].integer << "\n"
+                << "results    " << replies[5].integer << "\n";
+    }
+    return 0;
+  }
 };
 
 }  // namespace
@@ -570,6 +787,8 @@ int main(int argc, char** argv) {
     if (cmd == "channel") return ctl.channel(args);
     if (cmd == "send") return ctl.send(args);
     if (cmd == "job") return ctl.job(args);
+    if (cmd == "dlq") return ctl.dlq(args);
+    if (cmd == "stats") return ctl.stats(args);
     throw UsageError("unknown command '" + cmd + "'");
   } catch (const UsageError& e) {
     if (std::string(e.what()).empty()) {

@@ -34,6 +34,11 @@ options (each has an environment twin; the flag wins):
   --result-ttl D           lifetime of <prefix>:result:<id> (CASCADE_RESULT_TTL, 24h)
   --results-maxlen N       approximate cap of <prefix>:results (CASCADE_RESULTS_MAXLEN, 1000000)
   --drain-timeout D        on SIGTERM/SIGINT, how long in-flight jobs may finish (CASCADE_DRAIN_TIMEOUT, 30s)
+  --reclaim-idle D         jobs pending longer than this (a dead worker's) are claimed and run
+                           again; keep it above the longest job (CASCADE_RECLAIM_IDLE, 60s)
+  --job-retry-delays LIST  delays before job attempts 2, 3, ... when every failure was transient;
+                           then the dead letters (CASCADE_JOB_RETRY_DELAYS, 5s,30s,2m,10m,1h;
+                           "none" disables job retries)
   --log-format text|json   (CASCADE_LOG_FORMAT, default text)
   --log-level LEVEL        trace|debug|info|warn|error|off (CASCADE_LOG_LEVEL, default info)
   --help                   this text
@@ -80,6 +85,8 @@ int main(int argc, char** argv) {
       {"--result-ttl", "CASCADE_RESULT_TTL"},
       {"--results-maxlen", "CASCADE_RESULTS_MAXLEN"},
       {"--drain-timeout", "CASCADE_DRAIN_TIMEOUT"},
+      {"--reclaim-idle", "CASCADE_RECLAIM_IDLE"},
+      {"--job-retry-delays", "CASCADE_JOB_RETRY_DELAYS"},
       {"--log-format", "CASCADE_LOG_FORMAT"},
       {"--log-level", "CASCADE_LOG_LEVEL"},
   };
@@ -128,6 +135,24 @@ int main(int argc, char** argv) {
     cfg.results_maxlen = to_size("--results-maxlen", opt["--results-maxlen"]);
   if (opt.count("--drain-timeout"))
     cfg.drain_timeout = to_duration("--drain-timeout", opt["--drain-timeout"]);
+  if (opt.count("--reclaim-idle")) {
+    cfg.reclaim_idle = to_duration("--reclaim-idle", opt["--reclaim-idle"]);
+    if (cfg.reclaim_idle.count() < 1) die("--reclaim-idle must be at least 1ms");
+  }
+  if (opt.count("--job-retry-delays")) {
+    cfg.job_retry_delays.clear();
+    const auto& list = opt["--job-retry-delays"];
+    if (list != "none") {
+      std::size_t start = 0;
+      for (;;) {
+        auto comma = list.find(',', start);
+        auto part = list.substr(start, comma == std::string::npos ? comma : comma - start);
+        cfg.job_retry_delays.push_back(to_duration("--job-retry-delays", part));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+    }
+  }
   for (auto [type, env] :
        {std::pair{"telegram", "CASCADE_TELEGRAM_API_BASE"},
         std::pair{"waba", "CASCADE_WABA_API_BASE"}, std::pair{"email", "CASCADE_POSTMARK_API_BASE"},
