@@ -252,3 +252,38 @@ TEST_F(Smtp, SessionReusedAcrossMessages) {
   EXPECT_EQ(again.status(), 200) << again.attempt_str(0, "error");
   EXPECT_EQ(server->events("connect").size() - baseline, 2u);
 }
+
+// A pooled session whose server went away (restarted on the same port) is found broken at
+// RSET and replaced by a fresh one transparently: the next message still goes on try 1.
+TEST_F(Smtp, BrokenPooledSessionReplacedTransparently) {
+  start({});
+  Parsed first(send(body("gina@example.com", "before the restart")));
+  ASSERT_EQ(first.status(), 200);
+  auto port = server->port();
+  server.reset();
+  test::SmtpServerOptions again;
+  again.port = port;
+  server = std::make_unique<test::SmtpServer>(again);
+  Parsed second(send(body("hank@example.com", "after the restart")));
+  EXPECT_EQ(second.status(), 200) << second.attempt_str(0, "error");
+  EXPECT_EQ(second.tries(0), 1);
+  auto msgs = server->wait_for("message", 1);
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].rcpt_tos, std::vector<std::string>{"hank@example.com"});
+}
+
+// Implicit TLS (smtp_tls=tls, "port 465" style): TLS from the first byte, certificate
+// checked against the test CA.
+TEST_F(Smtp, ImplicitTls) {
+  test::TestCerts certs;
+  test::SmtpServerOptions o;
+  o.cert = certs.server_cert;
+  o.key = certs.server_key;
+  o.implicit_tls = true;
+  start(o, {{"smtp_tls", "tls"}, {"smtp_ca_file", certs.ca_cert}});
+  Parsed r(send(body("ivy@example.com", "implicit TLS")));
+  ASSERT_EQ(r.status(), 200) << r.attempt_str(0, "error");
+  auto msgs = server->wait_for("message", 1);
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_TRUE(msgs[0].tls);
+}

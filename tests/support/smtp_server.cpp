@@ -48,7 +48,7 @@ SmtpServer::SmtpServer(SmtpServerOptions o) {
       "/usr/bin/python3", std::string(CASCADE_SOURCE_DIR) + "/tests/support/smtp_server.py",
       "--out", out_path_, "--port"};
   for (int attempt = 0;; ++attempt) {
-    port_ = free_port();
+    port_ = o.port ? o.port : free_port();
     auto args = argv;
     args.push_back(std::to_string(port_));
     if (!o.cert.empty()) {

@@ -37,7 +37,8 @@ struct SmtpServerOptions {
   std::string cert, key;  // enables STARTTLS (or implicit TLS)
   bool implicit_tls = false;
   bool require_starttls = false;
-  std::string auth;  // "user:pass"
+  std::string auth;        // "user:pass"
+  std::uint16_t port = 0;  // 0: a free port
 };
 
 class SmtpServer {

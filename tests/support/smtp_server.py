@@ -94,7 +94,8 @@ class Handler:
             auth = str(auth)
         record = {
             "peer": peer_of(session),
-            "tls": session.ssl is not None,
+            "tls": (session.ssl is not None
+                    or server.transport.get_extra_info("ssl_object") is not None),
             "auth": auth,
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
