@@ -170,6 +170,7 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
     asio::co_spawn(io, flush_usage(shared_from_this()), log_exception("usage flush"));
     asio::co_spawn(io, reclaim_loop(shared_from_this()), log_exception("reclaimer"));
     asio::co_spawn(io, retry_mover(shared_from_this()), log_exception("retry mover"));
+    asio::co_spawn(io, heartbeat(shared_from_this()), log_exception("heartbeat"));
   }
 
   static std::function<void(std::exception_ptr)> log_exception(std::string what) {
@@ -355,6 +356,29 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
         failed = true;  // the consumer logs Redis outages
       }
       if (failed) cursor = "0-0";
+    }
+  }
+
+  // Jobs may legitimately run longer than reclaim_idle (pacing waits, job retries inside a
+  // slow provider): every reclaim_idle / 4 the worker re-claims its own running entries
+  // (XCLAIM ... JUSTID, which resets their idle time), so only a dead worker's entries ever
+  // reach reclaim_idle. MIN-IDLE of half the period keeps it from taking back an entry
+  // another worker has just claimed.
+  static asio::awaitable<void> heartbeat(std::shared_ptr<Impl> self) {
+    auto every = std::max(std::chrono::milliseconds(self->config.reclaim_idle / 4),
+                          std::chrono::milliseconds(10));
+    while (!self->stopping) {
+      co_await pause(self->io, every);
+      if (self->stopping || self->running.empty()) continue;
+      auto c = redis::cmd("XCLAIM", self->jobs_key, self->config.group, self->config.consumer,
+                          std::to_string(every.count() / 2));
+      c.insert(c.end(), self->running.begin(), self->running.end());
+      c.push_back("JUSTID");
+      try {
+        co_await self->commands.exec(std::move(c));
+      } catch (const redis::Error&) {
+        // the consumer logs Redis outages
+      }
     }
   }
 
