@@ -330,13 +330,20 @@ TEST_F(Channels, BadRecipientsArePermanentRecipientErrors) {
   EXPECT_EQ(mock_.request_list().size(), 0u);
 }
 
-TEST_F(Channels, SmtpEmailIsNotAvailableYet) {
+// provider=smtp dispatches to the SMTP client (tests/it_smtp.cpp); without a host it is a
+// configuration error, and plain SMTP is refused to a non-loopback host.
+TEST_F(Channels, SmtpEmailSettingsChecked) {
   auto s = settings("email");
   s["provider"] = "smtp";
   auto o = send("email", s, "ana@example.com");
   EXPECT_EQ(o.kind, Kind::permanent);
   EXPECT_EQ(o.cause, Cause::config);
-  EXPECT_EQ(o.error, "smtp provider not available yet");
+  EXPECT_EQ(o.error, "smtp: smtp_host not set");
+  s["smtp_host"] = "smtp.example.com";
+  s["smtp_tls"] = "none";
+  o = send("email", s, "ana@example.com");
+  EXPECT_EQ(o.cause, Cause::config);
+  EXPECT_EQ(o.error, "smtp: smtp_tls=none is only allowed to loopback hosts");
 }
 
 TEST(EmailSubject, FirstSeventyEightCharactersOfText) {
