@@ -557,8 +557,21 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
         redis::batch(redis::cmd("GET", config.prefix + ":result:" + run.id),
                      redis::cmd("HGETALL", config.prefix + ":progress:" + run.id)));
     const auto& prev = replies.at(0);
-    if (!prev.is_nil() && !prev.is_error() &&
-        prev.str.find("\"state\":\"retrying\"") == std::string::npos) {
+    bool has_result = !prev.is_nil() && !prev.is_error();
+    bool final_result = has_result && prev.str.find("\"state\":\"retrying\"") == std::string::npos;
+    // `cascade-job-id` is honoured only for a job waiting for its retry (the mover and
+    // `dlq retry` leave a provisional "retrying" result), or for a reclaimed entry whose
+    // job finished just before a crash: a producer cannot write over another job's result.
+    if (run.resumed && !(has_result && !final_result) && !(run.recovered && final_result)) {
+      spdlog::warn("entry {} names job {}, which is not waiting for a retry: run as job {}",
+                   run.entry, run.id, run.entry);
+      run.id = run.entry;
+      run.attempt = 1;
+      run.resumed = false;
+      if (!run.recovered) co_return false;
+      co_return co_await recover(run);
+    }
+    if (final_result) {
       auto acks = co_await commands.exec_batch(
           redis::batch(redis::cmd("XACK", jobs_key, config.group, run.entry),
                        redis::cmd("XDEL", jobs_key, run.entry)));

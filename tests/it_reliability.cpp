@@ -435,3 +435,18 @@ TEST_F(RedisFaults, RestartMidRunLosesNothing) {
   wait_until([&] { return xlen("jobs") == 0; });
   EXPECT_EQ(xlen("jobs"), 0);
 }
+
+// A producer's entry naming a finished job's id in cascade-job-id runs as a job of its own:
+// it cannot overwrite (or silently swallow) another job's result.
+TEST_F(Reliability, ForeignJobIdFieldCannotOverwriteAResult) {
+  start();
+  auto first = push(telegram_body());
+  auto r1 = final_result(first);
+  ASSERT_TRUE(r1);
+  auto spoof = push(telegram_body("43"), {{"cascade-job-id", first}});
+  auto r2 = final_result(spoof);
+  ASSERT_TRUE(r2) << "runs under its own entry id";
+  EXPECT_EQ(Parsed(*r2).str("state"), "delivered");
+  EXPECT_EQ(exec(redis::cmd("GET", key("result:" + first))).str, *r1);
+  EXPECT_EQ(mock.request_list("telegram").size(), 2u);
+}

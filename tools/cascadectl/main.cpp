@@ -593,6 +593,18 @@ struct Ctl {
     return out;
   }
 
+  static std::string provisional(const std::string& id) {
+    std::string out;
+    json::ObjectWriter(out)
+        .field("id", id)
+        .field("status", 202)
+        .field("state", "retrying")
+        .field("job_attempt", 1)
+        .field("next_attempt_at", iso8601_utc(std::chrono::system_clock::now()))
+        .close();
+    return out;
+  }
+
   static bool internal_dead_field(const std::string& k) {
     return k == "id" || k == "reason" || k == "result";
   }
@@ -672,8 +684,9 @@ struct Ctl {
           auto f = entry_fields(e);
           auto id = field_of(f, "id");
           if (id.empty() || (!all && id != only)) continue;
-          // Back onto the stream under the job's original id (results stay keyed by it);
-          // its old result goes so that the worker runs it again, atomically.
+          // Back onto the stream under the job's original id (results stay keyed by it),
+          // atomically; its result becomes a provisional "retrying" one, which is what lets
+          // the worker accept the entry's cascade-job-id and run it again.
           auto xadd = redis::cmd("XADD", prefix + ":jobs", "*");
           for (const auto& [k, v] : f) {
             if (internal_dead_field(k) || k.starts_with("cascade-job-")) continue;
@@ -682,11 +695,11 @@ struct Ctl {
           }
           xadd.push_back("cascade-job-id");
           xadd.push_back(id);
-          auto replies =
-              run(io, redis.exec_batch(redis::batch(redis::cmd("MULTI"), std::move(xadd),
-                                                    redis::cmd("DEL", prefix + ":result:" + id),
-                                                    redis::cmd("XDEL", dead_key, e.elements[0].str),
-                                                    redis::cmd("EXEC"))));
+          auto replies = run(
+              io, redis.exec_batch(redis::batch(
+                      redis::cmd("MULTI"), std::move(xadd),
+                      redis::cmd("SET", prefix + ":result:" + id, provisional(id), "EX", "86400"),
+                      redis::cmd("XDEL", dead_key, e.elements[0].str), redis::cmd("EXEC"))));
           if (replies.back().is_error() || replies.back().is_nil())
             throw Failure("retrying " + id + " failed: " + replies.back().str);
           retried.push_back(id);
