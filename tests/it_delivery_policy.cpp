@@ -185,3 +185,41 @@ TEST_F(Policy, ConfiguredRateSetting) {
   EXPECT_GE(span, 0.5 - 0.03);
   EXPECT_LT(span, 2.0);
 }
+
+// The same through the operator's tool: `cascadectl channel create ... --rate 20/s:1
+// --on-unknown fail` stores both settings; a malformed rate is refused.
+TEST_F(Policy, CascadectlRateAndOnUnknownFlags) {
+  test::TempDir dir;
+  auto ctl = [&](std::vector<std::string> args, int* status) {
+    std::vector<std::string> argv = {
+        test::tool_path("cascadectl"), "--redis", redis.url(), "--prefix", kPrefix, "--json"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    test::Process p(argv, {}, dir.path() + "/cascadectl.err");
+    std::string out;
+    while (auto line = p.read_line(10s))
+      out += *line;
+    *status = p.wait(10s).value_or(-1);
+    return out;
+  };
+  int status = -1;
+  ctl({"channel", "create", "--account", account, "--type", "telegram", "--name", "bot",
+       "--bot-token", kBotToken, "--api-base", mock.base_url(), "--rate", "fast"},
+      &status);
+  EXPECT_NE(status, 0) << "malformed --rate refused";
+  auto out = ctl({"channel", "create", "--account", account, "--type", "telegram", "--name", "bot",
+                  "--bot-token", kBotToken, "--api-base", mock.base_url(), "--rate", "20/s:1",
+                  "--on-unknown", "fail"},
+                 &status);
+  ASSERT_EQ(status, 0) << out;
+  simdjson::dom::parser parser;
+  std::string key(parser.parse(out)["key"].get_string().value());
+  test::EngineThread engine(config());
+  auto span = burst(key, 11, "telegram");
+  std::cout << "[ MEASURED ] cascadectl --rate 20/s:1, 11 sends span " << span << " s\n";
+  EXPECT_GE(span, 0.5 - 0.03);
+  mock.clear_requests();
+  mock.add_rule(R"({"provider":"telegram","action":"drop_after"})");
+  Parsed r(result(push(key, "42")));
+  EXPECT_EQ(r.tries(0), 1) << "on_unknown=fail";
+  EXPECT_TRUE(r.flag(0, "outcome_unknown"));
+}
