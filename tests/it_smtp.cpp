@@ -5,7 +5,16 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
 #include <set>
+
+#include "channels/smtp.hpp"
 
 #include "support/harness.hpp"
 #include "support/redis_server.hpp"
@@ -286,4 +295,70 @@ TEST_F(Smtp, ImplicitTls) {
   auto msgs = server->wait_for("message", 1);
   ASSERT_EQ(msgs.size(), 1u);
   EXPECT_TRUE(msgs[0].tls);
+}
+
+// Concurrency is bounded per server: ten jobs at once with smtp_pool=2 open at most two
+// sessions; the others wait for a free one and all are delivered.
+TEST_F(Smtp, PoolBoundLimitsSessions) {
+  start({}, {{"smtp_pool", "2"}});
+  auto baseline = server->events("connect").size();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i)
+    ids.push_back(
+        test::push_job(*producer, kPrefix,
+                       {{"authorization", "Bearer " + api_key},
+                        {"body", body("p" + std::to_string(i) + "@example.com", "pooled")}}));
+  for (auto& id : ids) {
+    auto json = test::wait_result(*producer, kPrefix, id);
+    ASSERT_TRUE(json);
+    Parsed r(*json);
+    EXPECT_EQ(r.status(), 200) << *json;
+  }
+  EXPECT_EQ(server->wait_for("message", 10).size(), 10u);
+  auto connects = server->events("connect").size() - baseline;
+  EXPECT_GE(connects, 1u);
+  EXPECT_LE(connects, 2u);
+}
+
+// A server that accepts the connection but never greets: the step deadline ends the try
+// as a transient network failure, on time.
+TEST(SmtpDirect, SilentServerTimesOut) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 8), 0);  // the kernel completes connects; nobody answers
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ChannelSettings settings{{"from", "a@shop.example"},
+                           {"smtp_host", "127.0.0.1"},
+                           {"smtp_port", std::to_string(ntohs(addr.sin_port))},
+                           {"smtp_tls", "none"}};
+  Message message;
+  message.text = "hi";
+  SendRequest req;
+  req.job_id = "1-0";
+  req.settings = &settings;
+  req.recipient = "b@example.com";
+  req.message = &message;
+  req.deadline = std::chrono::steady_clock::now() + 300ms;
+  boost::asio::io_context io;
+  ChannelContext context;
+  SmtpChannel channel(context);
+  Outcome out;
+  auto start = std::chrono::steady_clock::now();
+  boost::asio::co_spawn(
+      io, [&]() -> boost::asio::awaitable<void> { out = co_await channel.send(req); },
+      boost::asio::detached);
+  io.run();
+  auto took = std::chrono::steady_clock::now() - start;
+  ::close(fd);
+  EXPECT_EQ(out.kind, Outcome::Kind::transient);
+  EXPECT_EQ(out.cause, Outcome::Cause::network);
+  EXPECT_NE(out.error.find("timed out"), std::string::npos) << out.error;
+  EXPECT_FALSE(out.unknown);
+  EXPECT_GE(took, 290ms);
+  EXPECT_LT(took, 1500ms);
 }
