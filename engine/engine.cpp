@@ -58,6 +58,7 @@ std::string default_consumer() {
 // put back on the stream: results, progress and retries stay keyed by the original id.
 constexpr std::string_view kJobIdField = "cascade-job-id";
 constexpr std::string_view kJobAttemptField = "cascade-job-attempt";
+constexpr std::string_view kPriorAttemptsField = "cascade-prior-attempts";
 
 // KEYS[1] = <prefix>:retry (zset: job id by due time, unix ms), KEYS[2] = <prefix>:jobs;
 // ARGV[1] = now (ms), ARGV[2] = at most this many, ARGV[3] = "<prefix>:retry:" (the hash of
@@ -85,7 +86,9 @@ struct JobRun {
   bool recovered = false;  // reclaimed or own pending: may have run before
   bool resumed = false;    // put back by the retry mover or `dlq retry`
   std::map<std::string, std::string, std::less<>> progress;  // delivered: channel -> provider id
-  std::int64_t next_due_ms = 0;                              // state retrying: unix ms
+  std::int64_t next_due_ms = 0;
+  std::string prior_attempts;  // earlier job attempts' attempts (JSON objects, ','-joined) // state
+                               // retrying: unix ms
   std::string dead_reason;
 };
 
@@ -481,6 +484,8 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
           run.id = v;
           run.resumed = true;
         }
+      } else if (k == kPriorAttemptsField) {
+        run.prior_attempts = std::move(v);
       } else if (k == kJobAttemptField) {
         int n = 0;
         auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
@@ -515,6 +520,10 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
     }
     result.id = run.id;
     result.job_attempt = run.attempt;
+    if (run.attempt > 1 || result.state == "retrying")
+      for (auto& a : result.attempts)
+        a.job_attempt = run.attempt;
+    if (run.resumed) result.prior_attempts_json = run.prior_attempts;
     result.finished_at = iso8601_utc(std::chrono::system_clock::now());
     // The result is written until Redis takes it (or the drain timeout ends the process):
     // the cascade is never run again for it and the result is not lost.
@@ -568,6 +577,7 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
       run.id = run.entry;
       run.attempt = 1;
       run.resumed = false;
+      run.prior_attempts.clear();
       if (!run.recovered) co_return false;
       co_return co_await recover(run);
     }
@@ -747,6 +757,8 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
       hset.push_back(id);
       hset.push_back(std::string(kJobAttemptField));
       hset.push_back(std::to_string(run.attempt + 1));
+      hset.push_back(std::string(kPriorAttemptsField));
+      hset.push_back(result.attempts_json());
       cmds.push_back(std::move(hset));
       cmds.push_back(redis::cmd("EXPIRE", retry_key, std::to_string(config.progress_ttl.count())));
       cmds.push_back(

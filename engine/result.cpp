@@ -14,6 +14,29 @@ Result Result::rejected(std::string id, int status, std::string error, std::stri
   return r;
 }
 
+std::string Result::attempts_json() const {
+  std::string arr = prior_attempts_json;
+  for (std::size_t i = 0; i < attempts.size(); ++i) {
+    const auto& a = attempts[i];
+    if (!arr.empty()) arr += ',';
+    json::ObjectWriter aw(arr);
+    if (a.job_attempt > 0) aw.field("job_attempt", a.job_attempt);
+    aw.field("channel", a.channel).field("tier", a.tier).field("ok", a.ok);
+    if (a.ok) {
+      if (!a.provider_id.empty()) aw.field("provider_id", a.provider_id);
+    } else {
+      aw.field("error", a.error).field("retryable", a.retryable);
+      if (a.unknown) aw.field("outcome_unknown", true);
+    }
+    aw.field("tries", a.tries);
+    std::string ms;
+    json::append_ms(ms, a.ms);
+    aw.raw("ms", ms);
+    aw.close();
+  }
+  return arr;
+}
+
 std::string Result::to_json() const {
   std::string out;
   out.reserve(256 + attempts.size() * 128 + metadata_json.size());
@@ -24,7 +47,8 @@ std::string Result::to_json() const {
   if (!field.empty()) w.field("field", field);
   if (status == 429) w.field("retryAfter", retry_after);
   if (!duplicate_of.empty()) w.field("duplicate_of", duplicate_of);
-  if (state == "delivered" || state == "failed" || !attempts.empty()) {
+  if (state == "delivered" || state == "failed" || !attempts.empty() ||
+      !prior_attempts_json.empty()) {
     std::string via = "[";
     for (std::size_t i = 0; i < delivered_via.size(); ++i) {
       if (i) via += ',';
@@ -32,26 +56,7 @@ std::string Result::to_json() const {
     }
     via += ']';
     w.raw("delivered_via", via);
-    std::string arr = "[";
-    for (std::size_t i = 0; i < attempts.size(); ++i) {
-      const auto& a = attempts[i];
-      if (i) arr += ',';
-      json::ObjectWriter aw(arr);
-      aw.field("channel", a.channel).field("tier", a.tier).field("ok", a.ok);
-      if (a.ok) {
-        if (!a.provider_id.empty()) aw.field("provider_id", a.provider_id);
-      } else {
-        aw.field("error", a.error).field("retryable", a.retryable);
-        if (a.unknown) aw.field("outcome_unknown", true);
-      }
-      aw.field("tries", a.tries);
-      std::string ms;
-      json::append_ms(ms, a.ms);
-      aw.raw("ms", ms);
-      aw.close();
-    }
-    arr += ']';
-    w.raw("attempts", arr);
+    w.raw("attempts", "[" + attempts_json() + "]");
   }
   w.field("job_attempt", job_attempt);
   if (!next_attempt_at.empty()) w.field("next_attempt_at", next_attempt_at);

@@ -19,6 +19,7 @@ struct Attempt {
   bool unknown = false;  // last try's outcome unknown (request written, no reply)
   int tries = 0;
   double ms = 0;
+  int job_attempt = 0;  // which job attempt made it; set (and shown) once a job is retried
 };
 
 struct Result {
@@ -35,10 +36,14 @@ struct Result {
   std::string metadata_json;
   std::string duplicate_of;     // state duplicate: the job that claimed the idempotency key
   std::string next_attempt_at;  // state retrying: ISO 8601 UTC of the next job attempt
-  std::string finished_at;      // ISO 8601 UTC
+  // Attempts of earlier job attempts, as JSON objects joined by ',': shown before `attempts`.
+  std::string prior_attempts_json;
+  std::string finished_at;  // ISO 8601 UTC
 
   static Result rejected(std::string id, int status, std::string error, std::string field = {});
   std::string to_json() const;
+  // Every attempt (prior ones first) as JSON objects joined by ',', without brackets.
+  std::string attempts_json() const;
 };
 
 }  // namespace cascade

@@ -244,6 +244,13 @@ TEST_F(Reliability, TransientFailureIsRetriedAsAJob) {
   EXPECT_EQ(p.str("id"), id);
   EXPECT_EQ(p.num("job_attempt"), 3);
   EXPECT_EQ(mock.request_list("telegram").size(), 3u);
+  // Every job attempt's attempts, in order, each with its job attempt number.
+  auto all = p.attempts();
+  ASSERT_EQ(all.size(), 3u) << *r;
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(all.at(i)["job_attempt"].get_int64().value(), static_cast<std::int64_t>(i + 1));
+    EXPECT_EQ(all.at(i)["ok"].get_bool().value(), i == 2);
+  }
   auto results = exec(redis::cmd("XRANGE", key("results"), "-", "+"));
   ASSERT_EQ(results.elements.size(), 1u) << "one results entry, when the job ends";
   EXPECT_EQ(results.elements[0].elements[1].elements[1].str, id);
