@@ -698,16 +698,16 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
         }
       }
     }
-    usage.add(principal.key.id, UsageCounters::Kind::accepted);
+    // Usage counts jobs, not job attempts: accepted once, delivered/failed when it ends.
+    if (!run.resumed) usage.add(principal.key.id, UsageCounters::Kind::accepted);
     auto report = co_await run_cascade(id, job, plan, config, rng);
-    usage.add(principal.key.id,
-              report.delivered ? UsageCounters::Kind::delivered : UsageCounters::Kind::failed);
     Result r;
     r.account = principal.account.id;
     r.metadata_json = job.metadata_json;
     r.attempts = std::move(report.attempts);
     r.delivered_via = std::move(report.delivered_via);
     if (report.delivered) {
+      usage.add(principal.key.id, UsageCounters::Kind::delivered);
       r.status = 200;
       r.state = "delivered";
     } else if (report.any_retryable &&
@@ -719,6 +719,7 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
       r.state = "retrying";
       r.next_attempt_at = iso8601_utc(std::chrono::system_clock::now() + delay);
     } else {
+      usage.add(principal.key.id, UsageCounters::Kind::failed);
       r.status = 502;
       r.state = "failed";
       if (report.any_retryable) {

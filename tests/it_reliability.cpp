@@ -457,3 +457,20 @@ TEST_F(Reliability, ForeignJobIdFieldCannotOverwriteAResult) {
   EXPECT_EQ(exec(redis::cmd("GET", key("result:" + first))).str, *r1);
   EXPECT_EQ(mock.request_list("telegram").size(), 2u);
 }
+
+// The stream and its group vanish (FLUSHALL): the consumer re-creates the group and goes on.
+TEST_F(Reliability, RecreatesTheGroupAfterFlushall) {
+  start();
+  auto first = push(telegram_body());
+  ASSERT_TRUE(final_result(first));
+  exec(redis::cmd("FLUSHALL"));
+  admin = std::make_unique<test::Admin>(redis->url(), kPrefix);
+  account = admin->create_account("acme");
+  api_key = admin->create_api_key(account, {"send"});
+  tg_key = admin->create_channel_key(
+      account, "telegram", {{"bot_token", "111:tg-secret"}, {"api_base", mock.base_url()}});
+  auto second = push(telegram_body());
+  auto r = final_result(second, 15s);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(Parsed(*r).str("state"), "delivered") << *r;
+}
