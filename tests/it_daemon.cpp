@@ -209,6 +209,7 @@ TEST_F(Daemon, DeadLettersListRetryPurgeAndStats) {
   EXPECT_EQ(s["results"].get_int64().value(), 2);
   EXPECT_EQ(s["queue"].get_int64().value(), 0);
   EXPECT_EQ(s["retrying"].get_int64().value(), 0);
+  EXPECT_EQ(s["finished_per_s"].get_int64().value(), 0) << "nothing finishes meanwhile";
 
   // The provider recovers: the retried job is delivered under its original id.
   mock.clear_rules();

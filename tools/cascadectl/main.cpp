@@ -14,6 +14,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "auth/rate.hpp"
@@ -60,7 +61,8 @@ constexpr const char* kUsage = R"(usage: cascadectl [--redis URL] [--prefix P] [
                                                   (credentials masked); --before pages on
   dlq retry JOB_ID|--all                          back onto the stream under the original id
   dlq purge                                       delete every dead letter
-  stats [--group cascade]                         queue depth, in flight, retries, dead, results
+  stats [--group cascade] [--window 1s]           queue depth, in flight, retries, dead, results,
+                                                  and jobs submitted/finished per second
 
 global options:
   --redis URL    redis://[[user]:password@]host[:port][/db] (CASCADE_REDIS_URL,
@@ -737,9 +739,31 @@ struct Ctl {
     throw UsageError("unknown dlq command '" + verb + "'");
   }
 
+  // XINFO STREAM's entries-added (every XADD ever, Redis 7): 0 when the stream is missing.
+  std::int64_t entries_added(const std::string& stream) {
+    auto r = exec(redis::cmd("XINFO", "STREAM", stream));
+    if (!r.is_array()) return 0;
+    for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2)
+      if (r.elements[i].str == "entries-added") return r.elements[i + 1].integer;
+    return 0;
+  }
+
   int stats(Args& a) {
     auto group = a.get("--group").value_or("cascade");
+    auto window_text = a.get("--window").value_or("1s");
     a.finish();
+    auto window = parse_duration(window_text);
+    if (!window || window->count() < 0) throw UsageError("--window must be a duration like 1s");
+    // Rates: jobs submitted and finished during `window` (0: not measured).
+    double submitted = 0, finished = 0;
+    if (window->count() > 0) {
+      auto j0 = entries_added(prefix + ":jobs");
+      auto r0 = entries_added(prefix + ":results");
+      std::this_thread::sleep_for(*window);
+      double secs = std::chrono::duration<double>(*window).count();
+      submitted = static_cast<double>(entries_added(prefix + ":jobs") - j0) / secs;
+      finished = static_cast<double>(entries_added(prefix + ":results") - r0) / secs;
+    }
     auto replies = run(
         io,
         redis.exec_batch(redis::batch(
@@ -762,6 +786,8 @@ struct Ctl {
           .field("retry_due", replies[3].integer)
           .field("dead", replies[4].integer)
           .field("results", replies[5].integer)
+          .field("submitted_per_s", static_cast<std::int64_t>(submitted + 0.5))
+          .field("finished_per_s", static_cast<std::int64_t>(finished + 0.5))
           .close();
       std::cout << out << "\n";
     } else {
@@ -771,6 +797,10 @@ struct Ctl {
                 << ")\n"
                 << "dead       " << replies[4].integer << "\n"
                 << "results    " << replies[5].integer << "\n";
+      if (window->count() > 0)
+        std::cout << "rates      " << static_cast<std::int64_t>(submitted + 0.5) << " submitted/s, "
+                  << static_cast<std::int64_t>(finished + 0.5) << " finished/s (over "
+                  << window_text << ")\n";
     }
     return 0;
   }
