@@ -533,7 +533,10 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
       try {
         co_await self->finish(run, fields, result, dead, again);
       } catch (const redis::Error& e) {
-        spdlog::warn("job {}: writing the result failed ({}); retrying", run.id, e.what());
+        // Once per job at warn: an outage fails every in-flight job's write many times.
+        if (!again)
+          spdlog::warn("job {}: writing the result failed ({}); retrying until it succeeds", run.id,
+                       e.what());
         failed = true;
       }
       if (!failed) break;

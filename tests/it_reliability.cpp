@@ -51,7 +51,8 @@ class Reliability : public ::testing::Test {
     account = admin->create_account("acme");
     api_key = admin->create_api_key(account, {"send"});
     tg_key = admin->create_channel_key(
-        account, "telegram", {{"bot_token", "111:tg-secret"}, {"api_base", mock.base_url()}});
+        account, "telegram",
+        {{"bot_token", "111:tg-secret"}, {"api_base", mock.base_url()}, {"rate", "unlimited"}});
     wa_key = admin->create_channel_key(
         account, "whatsapp",
         {{"api_base", mock.base_url()}, {"session", "default"}, {"gateway_key", "gw"}});
@@ -473,4 +474,44 @@ TEST_F(Reliability, RecreatesTheGroupAfterFlushall) {
   auto r = final_result(second, 15s);
   ASSERT_TRUE(r);
   EXPECT_EQ(Parsed(*r).str("state"), "delivered") << *r;
+}
+
+// Redis is gone for two seconds while jobs are being sent: the sends finish, their results
+// are written once Redis is back (not re-run), and nothing is lost or sent twice.
+TEST_F(RedisFaults, OutageOfSecondsWhileSending) {
+  mock.add_rule(R"({"provider":"telegram","delay_ms":300})");
+  cfg.concurrency = 50;
+  start();
+  constexpr int kJobs = 100;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kJobs; ++i)
+    ids.push_back(push(telegram_body(std::to_string(200000 + i))));
+  wait_until([&] { return mock.request_list("telegram").size() >= 20; });
+  redis->stop();
+  std::this_thread::sleep_for(2s);
+  redis->restart();
+  producer = std::make_unique<test::SyncRedis>(redis->url());
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  int missing = kJobs;
+  while (std::chrono::steady_clock::now() < deadline) {
+    missing = 0;
+    try {
+      for (const auto& id : ids) {
+        auto r = exec(redis::cmd("GET", key("result:" + id)));
+        if (r.is_nil() || r.str.find("\"delivered\"") == std::string::npos) ++missing;
+      }
+    } catch (const redis::Error&) {
+      missing = kJobs;
+    }
+    if (missing == 0) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(missing, 0);
+  std::map<std::string, int> per_chat;
+  for (const auto& s : mock.request_list("telegram"))
+    ++per_chat[s.recipient];
+  EXPECT_EQ(per_chat.size(), static_cast<std::size_t>(kJobs));
+  for (const auto& [chat, n] : per_chat)
+    EXPECT_EQ(n, 1) << chat;
+  EXPECT_EQ(xlen("results"), kJobs);
 }
