@@ -764,7 +764,9 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
       hset.push_back(std::string(kPriorAttemptsField));
       hset.push_back(result.attempts_json());
       cmds.push_back(std::move(hset));
-      cmds.push_back(redis::cmd("EXPIRE", retry_key, std::to_string(config.progress_ttl.count())));
+      // Kept well past its due time (a long delay must not outlive its fields).
+      auto keep_s = config.progress_ttl.count() + (run.next_due_ms - now_unix_ms()) / 1000;
+      cmds.push_back(redis::cmd("EXPIRE", retry_key, std::to_string(keep_s)));
       cmds.push_back(
           redis::cmd("ZADD", config.prefix + ":retry", std::to_string(run.next_due_ms), id));
       cmds.push_back(
