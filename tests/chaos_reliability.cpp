@@ -1,5 +1,5 @@
-// Heavy fault scenario (ctest label "chaos", run by tools/chaos.sh; not in the default
-// run): two cascaded workers, 20,000 jobs (CASCADE_CHAOS_JOBS), one worker kill -9'd
+// Heavy fault scenario (ctest label "chaos"; ~10 s, so in the default run too; tools/chaos.sh
+// runs it alone): two cascaded workers, 20,000 jobs (CASCADE_CHAOS_JOBS), one worker kill -9'd
 // mid-run and started again under the same consumer name. Every job must end with exactly
 // one result; a provider request is repeated only for jobs that were in flight on the
 // killed worker (their outcome was unknown), so duplicates are bounded by its concurrency.
