@@ -237,6 +237,20 @@ TEST_F(Smtp, DropAfterFinalDotIsUnknownOutcome) {
   EXPECT_EQ(server->events("dropped").size(), 1u);
 }
 
+// With on_unknown=retry the lost reply is retried in the tier, and every re-send carries
+// the same Message-ID (receivers can de-duplicate).
+TEST_F(Smtp, ResendsKeepTheMessageId) {
+  start({}, {{"on_unknown", "retry"}});
+  Parsed r(send(body("drop@example.com", "maybe twice")));
+  EXPECT_EQ(r.tries(0), 3);
+  EXPECT_TRUE(r.flag(0, "outcome_unknown"));
+  auto dropped = server->wait_for("dropped", 3);
+  ASSERT_EQ(dropped.size(), 3u);
+  EXPECT_EQ(dropped[0].message_id, "<" + last_id + "." + email_id + "@shop.example>");
+  for (auto& d : dropped)
+    EXPECT_EQ(d.message_id, dropped[0].message_id);
+}
+
 // Sessions are kept and reused: five jobs one after the other use one connection (RSET
 // between messages), and the next job after a dropped session gets a fresh one.
 TEST_F(Smtp, SessionReusedAcrossMessages) {
