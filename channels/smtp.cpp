@@ -357,8 +357,21 @@ struct SmtpChannel::Impl {
         co_return tx;
       }
     }
+    // Limits the server announced: SIZE, and SMTPUTF8 for non-ASCII addresses (RFC 6531).
+    if (s.caps.size && payload.size() > s.caps.size) {
+      tx.outcome = Outcome::permanent("smtp: message larger than the server accepts",
+                                      Outcome::Cause::content);
+      co_return tx;
+    }
+    bool utf8 = !smtp::is_ascii(from) || !smtp::is_ascii(to);
+    if (utf8 && !s.caps.smtputf8) {
+      tx.outcome = Outcome::permanent("smtp: server cannot take non-ASCII addresses",
+                                      Outcome::Cause::recipient);
+      co_return tx;
+    }
     std::string mail = "MAIL FROM:<" + from + ">";
     if (s.caps.eightbitmime) mail += " BODY=8BITMIME";
+    if (utf8) mail += " SMTPUTF8";
     mail += "\r\n";
     auto m = co_await command(s, mail, deadline);
     if (!m.ok()) {

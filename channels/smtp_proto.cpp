@@ -319,6 +319,12 @@ bool valid_address(std::string_view a) {
   return true;
 }
 
+bool is_ascii(std::string_view s) {
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0x80) return false;
+  return true;
+}
+
 std::string_view address_domain(std::string_view address) {
   auto at = address.rfind('@');
   if (at == std::string_view::npos || at + 1 >= address.size()) return "localhost";

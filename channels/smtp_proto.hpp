@@ -88,6 +88,9 @@ std::string quoted_printable(std::string_view text);
 // spaces, angle brackets, quotes, commas, semicolons or control characters.
 bool valid_address(std::string_view address);
 
+// True when every byte is 7-bit ASCII.
+bool is_ascii(std::string_view s);
+
 // The domain of an address ("a@b.example" -> "b.example"), "localhost" when none.
 std::string_view address_domain(std::string_view address);
 

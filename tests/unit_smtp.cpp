@@ -181,4 +181,6 @@ TEST(SmtpAddress, Validation) {
   EXPECT_FALSE(valid_address("a@"));
   EXPECT_EQ(address_domain("a@b.example"), "b.example");
   EXPECT_EQ(address_domain("nodomain"), "localhost");
+  EXPECT_TRUE(is_ascii("a@b.example"));
+  EXPECT_FALSE(is_ascii("jos\xc3\xa9@b.example"));
 }
