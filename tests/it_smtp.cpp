@@ -376,3 +376,35 @@ TEST(SmtpDirect, SilentServerTimesOut) {
   EXPECT_GE(took, 290ms);
   EXPECT_LT(took, 1500ms);
 }
+
+// A non-ASCII recipient goes with SMTPUTF8 when the server offers it (aiosmtpd does).
+TEST(SmtpDirect, Utf8RecipientUsesSmtpUtf8) {
+  test::SmtpServer server;
+  ChannelSettings settings{{"from", "a@shop.example"},
+                           {"smtp_host", "127.0.0.1"},
+                           {"smtp_port", std::to_string(server.port())},
+                           {"smtp_tls", "none"}};
+  Message message;
+  message.text = "ol\xc3\xa1";
+  SendRequest req;
+  req.job_id = "7-0";
+  req.settings = &settings;
+  req.recipient = "jos\xc3\xa9@example.com";
+  req.message = &message;
+  req.deadline = std::chrono::steady_clock::now() + 5s;
+  boost::asio::io_context io;
+  ChannelContext context;
+  SmtpChannel channel(context);
+  Outcome out;
+  boost::asio::co_spawn(
+      io, [&]() -> boost::asio::awaitable<void> { out = co_await channel.send(req); },
+      boost::asio::detached);
+  io.run();
+  EXPECT_TRUE(out.ok()) << out.error;
+  auto msgs = server.wait_for("message", 1);
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].rcpt_tos, std::vector<std::string>{"jos\xc3\xa9@example.com"});
+  EXPECT_EQ(msgs[0].message_id, "<7-0@shop.example>");
+  EXPECT_EQ(channel.sessions_opened(), 1u);
+  EXPECT_EQ(channel.idle_sessions(), 1u) << "kept for reuse";
+}
