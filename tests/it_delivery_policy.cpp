@@ -148,7 +148,8 @@ TEST_F(Policy, RetryAfterHonoured) {
 }
 
 // Telegram's default 30/s per bot (burst 30): 60 messages to one bot take at least
-// (60 - 30) / 30 = 1 s on the wire. The first request's own latency is the only slack.
+// (60 - 30) / 30 = 1 s on the wire. Slots are reserved on the Redis clock; the slack (50 ms)
+// is the first request's own latency (it opens the HTTP connection) minus the last one's.
 TEST_F(Policy, TelegramPacedAt30PerSecond) {
   std::string id;
   auto key = telegram_key({}, &id);
@@ -156,7 +157,7 @@ TEST_F(Policy, TelegramPacedAt30PerSecond) {
   const int n = 60;
   auto span = burst(key, n, "telegram");
   std::cout << "[ MEASURED ] " << n << " telegram sends at 30/s span " << span << " s\n";
-  EXPECT_GE(span, (n - 30) / 30.0 - 0.03);
+  EXPECT_GE(span, (n - 30) / 30.0 - 0.05);
   EXPECT_LT(span, 3.0);
   auto pttl = producer->exec(redis::cmd("PTTL", std::string(kPrefix) + ":pace:" + id));
   EXPECT_GT(pttl.integer, 0) << "pace key expires";
@@ -171,7 +172,7 @@ TEST_F(Policy, PacingSharedByTwoEngines) {
   const int n = 60;
   auto span = burst(key, n, "telegram");
   std::cout << "[ MEASURED ] " << n << " telegram sends, two engines, span " << span << " s\n";
-  EXPECT_GE(span, (n - 30) / 30.0 - 0.03);
+  EXPECT_GE(span, (n - 30) / 30.0 - 0.05);
   EXPECT_LT(span, 3.0);
 }
 
@@ -182,7 +183,7 @@ TEST_F(Policy, ConfiguredRateSetting) {
   test::EngineThread engine(config());
   auto span = burst(key, 11, "telegram");
   std::cout << "[ MEASURED ] 11 sends at 20/s burst 1 span " << span << " s\n";
-  EXPECT_GE(span, 0.5 - 0.03);
+  EXPECT_GE(span, 0.5 - 0.05);
   EXPECT_LT(span, 2.0);
 }
 
@@ -216,7 +217,7 @@ TEST_F(Policy, CascadectlRateAndOnUnknownFlags) {
   test::EngineThread engine(config());
   auto span = burst(key, 11, "telegram");
   std::cout << "[ MEASURED ] cascadectl --rate 20/s:1, 11 sends span " << span << " s\n";
-  EXPECT_GE(span, 0.5 - 0.03);
+  EXPECT_GE(span, 0.5 - 0.05);
   mock.clear_requests();
   mock.add_rule(R"({"provider":"telegram","action":"drop_after"})");
   Parsed r(result(push(key, "42")));
