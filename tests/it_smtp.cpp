@@ -170,6 +170,30 @@ TEST_F(Smtp, StartTlsAndAuth) {
   EXPECT_EQ(r.str("id").find("s3cret"), std::string::npos);
 }
 
+// A server that offers only AUTH LOGIN gets the LOGIN exchange (334 user, 334 password).
+TEST_F(Smtp, AuthLogin) {
+  test::TestCerts certs;
+  test::SmtpServerOptions o;
+  o.cert = certs.server_cert;
+  o.key = certs.server_key;
+  o.require_starttls = true;
+  o.auth = "mailer:s3cret";
+  o.auth_only = "LOGIN";
+  start(o, {{"smtp_tls", "starttls"},
+            {"smtp_user", "mailer"},
+            {"smtp_pass", "s3cret"},
+            {"smtp_ca_file", certs.ca_cert}});
+  Parsed r(send(body("lou@example.com", "login mechanism")));
+  ASSERT_EQ(r.status(), 200) << r.attempt_str(0, "error");
+  auto auth = server->events("auth");
+  ASSERT_EQ(auth.size(), 1u);
+  EXPECT_TRUE(auth[0].ok);
+  EXPECT_EQ(auth[0].mechanism, "LOGIN");
+  auto msgs = server->wait_for("message", 1);
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].auth, "mailer");
+}
+
 // Wrong password: 535 is a permanent configuration failure, tried once.
 TEST_F(Smtp, BadCredentialsArePermanent) {
   test::TestCerts certs;

@@ -63,6 +63,10 @@ SmtpServer::SmtpServer(SmtpServerOptions o) {
       args.push_back("--auth");
       args.push_back(o.auth);
     }
+    if (!o.auth_only.empty()) {
+      args.push_back("--auth-only");
+      args.push_back(o.auth_only);
+    }
     process_ =
         std::make_unique<Process>(args, std::vector<std::string>{}, dir_.path() + "/stderr.log");
     if (process_->wait_for_line("ready", std::chrono::seconds(15))) return;
@@ -99,6 +103,7 @@ std::vector<SmtpEvent> SmtpServer::events() const {
     if (!e["tls"].get(b)) ev.tls = b;
     if (!e["ok"].get(b)) ev.ok = b;
     ev.auth = str(e, "auth");
+    ev.mechanism = str(e, "mechanism");
     ev.mail_from = str(e, "mail_from");
     simdjson::dom::array rcpts;
     if (!e["rcpt_tos"].get(rcpts))

@@ -22,7 +22,8 @@ struct SmtpEvent {
   std::vector<std::string> rcpt_tos;
   std::string raw;  // the message as received (dot-stuffing undone)
   std::string subject, text, html, message_id, date, from, to, content_type;
-  bool ok = false;  // auth events
+  bool ok = false;        // auth events
+  std::string mechanism;  // auth events: PLAIN | LOGIN
 };
 
 // A self-signed test CA and a server certificate it signed for 127.0.0.1 / localhost,
@@ -37,8 +38,9 @@ struct SmtpServerOptions {
   std::string cert, key;  // enables STARTTLS (or implicit TLS)
   bool implicit_tls = false;
   bool require_starttls = false;
-  std::string auth;        // "user:pass"
-  std::uint16_t port = 0;  // 0: a free port
+  std::string auth;            // "user:pass"
+  std::string auth_only = "";  // offer only this mechanism: "PLAIN" or "LOGIN"
+  std::uint16_t port = 0;      // 0: a free port
 };
 
 class SmtpServer {

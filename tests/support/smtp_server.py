@@ -4,7 +4,7 @@
 Run with /usr/bin/python3 (the pyenv python3 on PATH lacks aiosmtpd):
 
   smtp_server.py --port P --out events.jsonl [--cert C --key K] [--implicit-tls]
-                 [--require-starttls] [--auth USER:PASS]
+                 [--require-starttls] [--auth USER:PASS] [--auth-only PLAIN|LOGIN]
 
 Prints "ready PORT" on stdout once it accepts connections. Every event is one JSON line
 appended (and flushed) to --out:
@@ -145,6 +145,7 @@ def main():
     ap.add_argument("--implicit-tls", action="store_true")
     ap.add_argument("--require-starttls", action="store_true")
     ap.add_argument("--auth")
+    ap.add_argument("--auth-only", help="offer only this AUTH mechanism (PLAIN or LOGIN)")
     args = ap.parse_args()
     out = open(args.out, "a", encoding="utf-8")
 
@@ -170,6 +171,9 @@ def main():
             return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
         smtp_kwargs["authenticator"] = authenticator
+        if args.auth_only:
+            others = {"PLAIN", "LOGIN"} - {args.auth_only.upper()}
+            smtp_kwargs["auth_exclude_mechanism"] = sorted(others)
         smtp_kwargs["auth_require_tls"] = tls_context is not None
     else:
         smtp_kwargs["auth_require_tls"] = False
