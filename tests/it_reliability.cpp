@@ -515,3 +515,23 @@ TEST_F(RedisFaults, OutageOfSecondsWhileSending) {
     EXPECT_EQ(n, 1) << chat;
   EXPECT_EQ(xlen("results"), kJobs);
 }
+
+// A job slower than reclaim_idle is not taken from the live worker running it (the worker
+// refreshes its own entries), so it is sent once.
+TEST_F(Reliability, SlowJobsAreNotReclaimedFromALiveWorker) {
+  mock.add_rule(R"({"provider":"telegram","delay_ms":1500})");
+  cfg.reclaim_idle = 300ms;
+  start();
+  start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i)
+    ids.push_back(push(telegram_body(std::to_string(3000 + i))));
+  for (const auto& id : ids) {
+    auto r = final_result(id);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(Parsed(*r).str("state"), "delivered");
+  }
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(mock.request_list("telegram").size(), 6u) << "a slow job was run twice";
+  EXPECT_EQ(xlen("results"), 6);
+}
