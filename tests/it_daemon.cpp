@@ -226,3 +226,14 @@ TEST_F(Daemon, DeadLettersListRetryPurgeAndStats) {
   EXPECT_EQ(exec(redis::cmd("XLEN", key("dead"))).integer, 0);
   EXPECT_NE(ctl({"dlq", "list"}).out.find("no dead letters"), std::string::npos);
 }
+
+// The new flags are validated like the others (exit 2 with a message).
+TEST_F(Daemon, RetryAndReclaimFlagsAreValidated) {
+  for (const auto& args : std::vector<std::vector<std::string>>{{"--job-retry-delays", "5s,soon"},
+                                                                {"--job-retry-delays", ""},
+                                                                {"--reclaim-idle", "0s"},
+                                                                {"--reclaim-idle", "x"}}) {
+    auto d = cascaded(args);
+    EXPECT_EQ(d->wait(10s).value_or(-1), 2) << args[0] << " " << args[1];
+  }
+}
