@@ -7,6 +7,7 @@
 #include "auth/key.hpp"
 #include "auth/store.hpp"
 #include "redis/connection.hpp"
+#include "redis/gcra.hpp"
 #include "util/time.hpp"
 
 namespace asio = boost::asio;
@@ -118,15 +119,15 @@ asio::awaitable<std::variant<Principal, Verdict>> Verifier::authenticate(
   if (!rec.rate.empty()) {
     auto it = rates_.find(rec.rate);
     if (it == rates_.end()) {
-      auto parsed = parse_rate(rec.rate);
       // A stored rate we cannot read limits nothing rather than rejecting every job;
       // cascadectl validates rates before storing them.
-      it = rates_.emplace(rec.rate, parsed.value_or(RateLimit{})).first;
+      it = rates_.emplace(rec.rate, parse_rate(rec.rate).value_or(Rate{})).first;
     }
-    if (it->second.per_second > 0) {
-      auto wait_ms = co_await rate_check(redis_, store_.prefix() + ":rate:" + rec.id, it->second);
-      if (wait_ms > 0) {
-        auto secs = static_cast<int>((wait_ms + 999) / 1000);
+    if (!it->second.unlimited()) {
+      auto wait_us = co_await redis::gcra(redis_, store_.prefix() + ":rate:" + rec.id, it->second,
+                                          redis::GcraMode::limit);
+      if (wait_us > 0) {
+        auto secs = static_cast<int>((wait_us + 999'999) / 1'000'000);
         auto v = Verdict::reject(429, "Rate limit exceeded. Please wait " + std::to_string(secs) +
                                           " seconds before trying again.");
         v.retry_after = secs;

@@ -18,8 +18,8 @@
 #include <variant>
 #include <vector>
 
-#include "auth/rate.hpp"
 #include "auth/records.hpp"
+#include "util/rate.hpp"
 
 namespace cascade::redis {
 class Connection;
@@ -105,7 +105,7 @@ class Verifier {
   // Keyed by the raw 32-byte SHA-256 of the key text.
   std::unordered_map<std::string, ApiEntry> api_cache_;
   std::unordered_map<std::string, ChannelEntry> channel_cache_;
-  std::unordered_map<std::string, RateLimit> rates_;  // parsed rate strings
+  std::unordered_map<std::string, Rate> rates_;  // parsed rate strings
   VerifierStats stats_;
 };
 

@@ -17,13 +17,13 @@
 #include <thread>
 #include <vector>
 
-#include "auth/rate.hpp"
 #include "auth/store.hpp"
 #include "engine/pacer.hpp"
 #include "redis/connection.hpp"
 #include "redis/sync.hpp"
 #include "util/json.hpp"
 #include "util/time.hpp"
+#include "util/rate.hpp"
 #include "util/url.hpp"
 
 namespace asio = boost::asio;
@@ -248,7 +248,7 @@ struct Ctl {
       }
       if (auto rate = a.get("--rate")) {
         std::string why;
-        if (!auth::parse_rate(*rate, &why)) throw UsageError("--rate: " + why);
+        if (!parse_rate(*rate, &why)) throw UsageError("--rate: " + why);
         rec.rate = *rate;
       }
       a.finish();
