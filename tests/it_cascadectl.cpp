@@ -1,0 +1,165 @@
+// cascadectl as an operator uses it: the real binary against a real redis-server, human
+// and --json output, the key lifecycle, and clear errors with a non-zero exit.
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "support/process.hpp"
+#include "support/redis_server.hpp"
+
+using namespace cascade;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct CtlRun {
+  int code = -1;
+  std::string out, err;
+};
+
+class Ctl : public ::testing::Test {
+ protected:
+  CtlRun ctl(std::vector<std::string> args) {
+    std::vector<std::string> argv = {test::tool_path("cascadectl"), "--redis", redis.url(),
+                                     "--prefix", "c"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto err_path = dir.path() + "/stderr";
+    std::remove(err_path.c_str());
+    CtlRun r;
+    {
+      test::Process p(argv, {}, err_path);
+      while (auto line = p.read_line(10s))
+        r.out += *line + "\n";
+      r.code = p.wait(10s).value_or(-1);
+    }
+    std::ifstream f(err_path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    r.err = ss.str();
+    return r;
+  }
+
+  std::string field(const std::string& json, const char* name) {
+    simdjson::dom::parser p;
+    std::string_view v;
+    if (p.parse(json)[name].get(v)) return "";
+    return std::string(v);
+  }
+
+  test::RedisServer redis;
+  test::TempDir dir;
+};
+
+}  // namespace
+
+// The whole key lifecycle through the CLI, with --json output a script can read.
+TEST_F(Ctl, KeyLifecycleWithJsonOutput) {
+  auto acc = ctl({"--json", "account", "create", "--name", "Shop"});
+  ASSERT_EQ(acc.code, 0) << acc.err;
+  auto account = field(acc.out, "id");
+  ASSERT_TRUE(account.starts_with("acc_")) << acc.out;
+
+  auto ch = ctl({"--json", "channel", "create", "--account", account, "--type", "telegram",
+                 "--name", "bot", "--bot-token", "123:secret-bot-token"});
+  ASSERT_EQ(ch.code, 0) << ch.err;
+  auto channel_id = field(ch.out, "id");
+  EXPECT_TRUE(field(ch.out, "key").starts_with("ck_"));
+
+  auto key =
+      ctl({"--json", "apikey", "create", "--account", account, "--name", "backend", "--scopes",
+           "send,read", "--channels", channel_id, "--expires-in", "30d", "--rate", "100/s:20"});
+  ASSERT_EQ(key.code, 0) << key.err;
+  auto key_id = field(key.out, "id");
+  auto secret = field(key.out, "key");
+  EXPECT_TRUE(secret.starts_with("ak_"));
+
+  auto list = ctl({"--json", "apikey", "list", "--account", account});
+  ASSERT_EQ(list.code, 0) << list.err;
+  EXPECT_NE(list.out.find(key_id), std::string::npos);
+  EXPECT_NE(list.out.find("\"rate\":\"100/s:20\""), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find(channel_id), std::string::npos) << "restriction listed";
+  EXPECT_NE(list.out.find("\"usage\":{"), std::string::npos);
+  EXPECT_EQ(list.out.find(secret), std::string::npos) << "the secret is never listed";
+
+  auto human = ctl({"apikey", "list", "--account", account});
+  EXPECT_NE(human.out.find("rate=100/s:20"), std::string::npos) << human.out;
+  EXPECT_EQ(human.out.find(secret), std::string::npos);
+
+  auto rotated = ctl({"--json", "apikey", "rotate", key_id, "--grace", "1h"});
+  ASSERT_EQ(rotated.code, 0) << rotated.err;
+  EXPECT_EQ(field(rotated.out, "id"), key_id);
+  EXPECT_NE(field(rotated.out, "key"), secret);
+
+  EXPECT_EQ(ctl({"apikey", "revoke", key_id}).code, 0);
+  EXPECT_NE(ctl({"apikey", "list", "--account", account}).out.find("status=revoked"),
+            std::string::npos);
+
+  auto channels = ctl({"channel", "list", "--account", account});
+  EXPECT_NE(channels.out.find(channel_id), std::string::npos);
+  EXPECT_EQ(channels.out.find("secret-bot-token"), std::string::npos) << "credentials never listed";
+  EXPECT_EQ(ctl({"channel", "pause", channel_id}).code, 0);
+  EXPECT_NE(ctl({"channel", "list", "--account", account}).out.find("status=paused"),
+            std::string::npos);
+  EXPECT_EQ(ctl({"channel", "resume", channel_id}).code, 0);
+  EXPECT_EQ(ctl({"channel", "delete", channel_id}).code, 0);
+  EXPECT_EQ(ctl({"channel", "list", "--account", account}).out.find(channel_id), std::string::npos);
+
+  EXPECT_EQ(ctl({"account", "pause", account}).code, 0);
+  EXPECT_EQ(ctl({"account", "resume", account}).code, 0);
+}
+
+// Mistakes get a specific message on stderr and a non-zero exit; nothing on stdout.
+TEST_F(Ctl, BadArgumentsAreClearErrors) {
+  struct Case {
+    std::vector<std::string> args;
+    int code;
+    std::string says;
+  };
+  std::vector<Case> cases = {
+      {{"account", "create"}, 2, "--name is required"},
+      {{"apikey", "create", "--account", "acc_x", "--name", "n", "--scopes", "sned"},
+       2,
+       "unknown scope 'sned'"},
+      {{"apikey", "create", "--account", "acc_x", "--name", "n", "--rate", "fast"}, 2, "--rate"},
+      {{"apikey", "create", "--account", "acc_nope", "--name", "n"}, 1, "no account acc_nope"},
+      {{"apikey", "create", "--account", "acc_x", "--name", "n", "--expires-in", "soon"},
+       2,
+       "--expires-in"},
+      {{"channel", "create", "--account", "acc_x", "--type", "pigeon", "--name", "n"},
+       2,
+       "--type must be"},
+      {{"channel", "create", "--account", "acc_x", "--type", "telegram", "--name", "n"},
+       2,
+       "--bot-token is required"},
+      {{"channel", "pause", "chk_nope"}, 1, "no channel key chk_nope"},
+      {{"apikey", "revoke", "key_nope"}, 1, "no API key key_nope"},
+      {{"apikey", "list", "--account", "acc_x", "--colour", "red"}, 2, "unknown option --colour"},
+      {{"frobnicate"}, 2, "unknown command 'frobnicate'"},
+      {{"send", "-"}, 2, "--token"},
+  };
+  for (const auto& c : cases) {
+    auto r = ctl(c.args);
+    EXPECT_EQ(r.code, c.code) << c.args[0] << " " << r.err;
+    EXPECT_NE(r.err.find(c.says), std::string::npos) << "stderr: " << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+  std::vector<std::string> argv = {test::tool_path("cascadectl"), "--redis",
+                                   "redis://127.0.0.1:" + std::to_string(test::free_port())};
+  argv.push_back("account");
+  argv.push_back("create");
+  argv.push_back("--name");
+  argv.push_back("x");
+  test::Process p(argv, {}, dir.path() + "/unreachable");
+  EXPECT_EQ(p.wait(20s).value_or(-1), 4) << "Redis unreachable has its own exit code";
+}
+
+// --help tells the truth: every command the CLI accepts is in it.
+TEST_F(Ctl, HelpListsTheCommands) {
+  auto r = ctl({"--help"});
+  EXPECT_EQ(r.code, 0);
+  for (auto word :
+       {"account create", "apikey rotate", "channel create", "send", "job show", "--json"})
+    EXPECT_NE(r.out.find(word), std::string::npos) << word;
+}
