@@ -603,17 +603,16 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
   // a re-run after a crash does not send that channel again.
   asio::awaitable<void> record_delivery(std::string id, std::string channel,
                                         std::string provider_id) {
+    // If Redis is down the delivery goes unrecorded (logged): the job's result, written
+    // until Redis takes it, still ends the job; only a crash before that would re-send.
     auto key = config.prefix + ":progress:" + id;
-    bool failed = false;
     try {
       co_await commands.exec_batch(
           redis::batch(redis::cmd("HSET", key, channel, provider_id),
                        redis::cmd("EXPIRE", key, std::to_string(config.progress_ttl.count()))));
     } catch (const redis::Error& e) {
       spdlog::warn("job {}: delivery on {} not recorded ({})", id, channel, e.what());
-      failed = true;
     }
-    (void)failed;
   }
 
   asio::awaitable<Result> handle(const std::string& id, const Fields& fields, bool& dead,
