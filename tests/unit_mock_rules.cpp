@@ -622,5 +622,30 @@ TEST(MockOptions, ListenMustBeLoopback) {
   EXPECT_EQ(format_address("127.0.0.1", 80), "127.0.0.1:80");
 }
 
+TEST(MockOptions, TlsAndControlListener) {
+  auto defaults = parse_options({});
+  EXPECT_TRUE(defaults.options->tls_cert.empty());
+  EXPECT_FALSE(defaults.options->control_host);
+  auto tls =
+      parse_options({"--tls-cert", "c.pem", "--tls-key=k.pem", "--control-listen", "localhost:0"});
+  ASSERT_TRUE(tls.options) << tls.error;
+  EXPECT_EQ(tls.options->tls_cert, "c.pem");
+  EXPECT_EQ(tls.options->tls_key, "k.pem");
+  EXPECT_EQ(tls.options->control_host, "127.0.0.1");
+  EXPECT_EQ(tls.options->control_port, 0);
+  EXPECT_EQ(parse_options({"--control-listen", "[::1]:9001"}).options->control_port, 9001);
+  // Both TLS files or neither; the control listener is loopback-only like --listen.
+  EXPECT_NE(parse_options({"--tls-cert", "c.pem"}).error.find("together"), std::string::npos);
+  EXPECT_FALSE(parse_options({"--tls-key", "k.pem"}).options);
+  EXPECT_FALSE(parse_options({"--tls-cert"}).options);
+  auto open = parse_options({"--control-listen", "0.0.0.0:9001"});
+  EXPECT_FALSE(open.options);
+  EXPECT_NE(open.error.find("--control-listen"), std::string::npos) << open.error;
+  EXPECT_NE(open.error.find("loopback"), std::string::npos) << open.error;
+  auto help = usage();
+  for (auto flag : {"--tls-cert FILE", "--tls-key FILE", "--control-listen HOST:PORT", "(https)"})
+    EXPECT_NE(help.find(flag), std::string::npos) << flag;
+}
+
 }  // namespace
 }  // namespace cascade::mock

@@ -26,13 +26,42 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
+bool has_flag(const std::vector<std::string>& args, std::string_view flag) {
+  return std::any_of(args.begin(), args.end(), [&](const std::string& a) {
+    return a == flag || (a.size() > flag.size() && a.compare(0, flag.size(), flag) == 0 &&
+                         a[flag.size()] == '=');
+  });
+}
+
 std::vector<std::string> mock_argv(std::vector<std::string> extra) {
   // --exit-with-parent: a test that crashes (no destructors) leaves no mock behind.
   std::vector<std::string> argv{tool_path("cascade-mock-provider"), "--listen", "127.0.0.1:0",
                                 "--exit-with-parent"};
+  // HTTPS: the control helpers speak plain HTTP, on a control listener.
+  if (has_flag(extra, "--tls-cert") && !has_flag(extra, "--control-listen")) {
+    argv.emplace_back("--control-listen");
+    argv.emplace_back("127.0.0.1:0");
+  }
   for (auto& a : extra)
     argv.push_back(std::move(a));
   return argv;
+}
+
+// "<prefix>PORT<suffix>" -> PORT; throws with the line otherwise.
+std::uint16_t port_from_line(const std::optional<std::string>& line, std::string_view prefix,
+                             std::string_view suffix) {
+  if (!line || line->rfind(prefix, 0) != 0 || line->size() < prefix.size() + suffix.size() ||
+      line->compare(line->size() - suffix.size(), suffix.size(), suffix) != 0)
+    throw std::runtime_error("cascade-mock-provider did not start (expected \"" +
+                             std::string(prefix) + "PORT" + std::string(suffix) +
+                             "\", got: " + line.value_or("<none>") + ")");
+  auto port = std::string_view(*line).substr(prefix.size());
+  port.remove_suffix(suffix.size());
+  std::uint16_t value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (ec != std::errc{} || end != port.data() + port.size() || value == 0)
+    throw std::runtime_error("cascade-mock-provider printed a bad port: " + *line);
+  return value;
 }
 
 }  // namespace
@@ -176,16 +205,12 @@ HttpResponse HttpConnection::request(std::string_view method, std::string_view t
 // ---- MockProvider ---------------------------------------------------------------------
 
 MockProvider::MockProvider(std::vector<std::string> extra_args)
-    : process_(mock_argv(std::move(extra_args))) {
-  auto line = process_.read_line(std::chrono::seconds(20));
-  constexpr std::string_view kPrefix = "listening on 127.0.0.1:";
-  if (!line || line->rfind(kPrefix, 0) != 0)
-    throw std::runtime_error(
-        "cascade-mock-provider did not start (first line: " + line.value_or("<none>") + ")");
-  auto port = std::string_view(*line).substr(kPrefix.size());
-  if (std::from_chars(port.data(), port.data() + port.size(), port_).ec != std::errc{} ||
-      port_ == 0)
-    throw std::runtime_error("cascade-mock-provider printed a bad port: " + *line);
+    : process_(mock_argv(extra_args)), tls_(has_flag(extra_args, "--tls-cert")) {
+  port_ = port_from_line(process_.read_line(std::chrono::seconds(20)),
+                         "listening on 127.0.0.1:", tls_ ? " (https)" : "");
+  if (tls_ || has_flag(extra_args, "--control-listen"))
+    control_port_ =
+        port_from_line(process_.read_line(std::chrono::seconds(20)), "control on 127.0.0.1:", "");
 }
 
 MockProvider::~MockProvider() {
@@ -193,12 +218,12 @@ MockProvider::~MockProvider() {
 }
 
 std::string MockProvider::base_url() const {
-  return "http://127.0.0.1:" + std::to_string(port_);
+  return (tls_ ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port_);
 }
 
 HttpResponse MockProvider::http(std::string_view method, std::string_view target,
                                 std::string_view body, const Headers& headers) {
-  HttpConnection connection(port_);
+  HttpConnection connection(control_port());
   return connection.request(method, target, body, headers);
 }
 

@@ -70,14 +70,20 @@ class MockProvider {
  public:
   // Starts tool_path("cascade-mock-provider") --listen 127.0.0.1:0 --exit-with-parent plus
   // `extra_args`, and waits for its "listening on" line. Throws when it does not start.
+  // With --tls-cert/--tls-key in extra_args it serves HTTPS, and the fixture adds
+  // --control-listen 127.0.0.1:0 (unless given) so that the control helpers below keep
+  // using plain HTTP on that second port.
   explicit MockProvider(std::vector<std::string> extra_args = {});
   // Stops the process (SIGTERM, then waits; SIGKILL if it hangs).
   ~MockProvider();
   MockProvider(const MockProvider&) = delete;
   MockProvider& operator=(const MockProvider&) = delete;
 
-  std::uint16_t port() const { return port_; }
-  std::string base_url() const;  // "http://127.0.0.1:PORT"
+  std::uint16_t port() const { return port_; }  // the provider (main) port
+  bool tls() const { return tls_; }
+  // The port the control helpers use: the --control-listen port, else port().
+  std::uint16_t control_port() const { return control_port_ ? control_port_ : port_; }
+  std::string base_url() const;  // "http://127.0.0.1:PORT", "https://..." with TLS
 
   // POST /__mock/rules; returns the rule id. Throws with the mock's message when refused.
   int add_rule(const std::string& json);
@@ -87,7 +93,8 @@ class MockProvider {
   void clear_requests();  // DELETE /__mock/requests
   std::string stats();    // GET /__mock/stats, raw
 
-  // One request on a fresh connection (throws if the connection closes without answer).
+  // One request on a fresh connection to control_port() (throws if the connection closes
+  // without answer). With TLS this reaches only /__mock/*: provider paths get 404.
   HttpResponse http(std::string_view method, std::string_view target, std::string_view body = {},
                     const Headers& headers = {});
 
@@ -98,6 +105,8 @@ class MockProvider {
  private:
   Process process_;
   std::uint16_t port_ = 0;
+  std::uint16_t control_port_ = 0;  // 0: no control listener
+  bool tls_ = false;
 };
 
 // Parses a GET /__mock/requests array (throws std::runtime_error on malformed JSON).

@@ -17,23 +17,25 @@ std::optional<T> parse_number(std::string_view text) {
   return value;
 }
 
-// Splits "host:port" / "[v6]:port" and checks that host is a loopback address.
-std::optional<std::string> parse_listen(std::string_view text, Options& options) {
+// Splits "host:port" / "[v6]:port" (the value of `flag`) and checks that host is a
+// loopback address.
+std::optional<std::string> parse_listen(std::string_view flag, std::string_view text,
+                                        std::string& out_host, std::uint16_t& out_port) {
   std::string_view host, port;
   if (!text.empty() && text.front() == '[') {
     auto close = text.find(']');
     if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
-      return "--listen expects HOST:PORT, e.g. 127.0.0.1:0 or [::1]:8080";
+      return cat(flag, " expects HOST:PORT, e.g. 127.0.0.1:0 or [::1]:8080");
     host = text.substr(1, close - 1);
     port = text.substr(close + 2);
   } else {
     auto colon = text.rfind(':');
-    if (colon == std::string_view::npos) return "--listen expects HOST:PORT, e.g. 127.0.0.1:0";
+    if (colon == std::string_view::npos) return cat(flag, " expects HOST:PORT, e.g. 127.0.0.1:0");
     host = text.substr(0, colon);
     port = text.substr(colon + 1);
   }
   auto number = parse_number<std::uint16_t>(port);
-  if (!number) return cat("--listen: invalid port '", port, "' (0-65535)");
+  if (!number) return cat(flag, ": invalid port '", port, "' (0-65535)");
   if (host == "localhost") host = "127.0.0.1";
   std::string h(host);
   in_addr v4{};
@@ -44,14 +46,14 @@ std::optional<std::string> parse_listen(std::string_view text, Options& options)
   } else if (inet_pton(AF_INET6, h.c_str(), &v6) == 1) {
     loopback = IN6_IS_ADDR_LOOPBACK(&v6);
   } else {
-    return cat("--listen: '", h, "' is not an IP address (use 127.0.0.1 or ::1)");
+    return cat(flag, ": '", h, "' is not an IP address (use 127.0.0.1 or ::1)");
   }
   if (!loopback)
-    return cat("--listen: refusing non-loopback address ", h,
+    return cat(flag, ": refusing non-loopback address ", h,
                ": the mock provider accepts any credential and is for local tests only "
                "(use 127.0.0.1 or ::1)");
-  options.host = std::move(h);
-  options.port = *number;
+  out_host = std::move(h);
+  out_port = *number;
   return std::nullopt;
 }
 
@@ -82,7 +84,19 @@ OptionsParse parse_options(const std::vector<std::string_view>& args) {
     } else if (arg == "--listen") {
       auto v = take_value();
       if (!v) return {std::nullopt, "--listen needs HOST:PORT"};
-      if (auto error = parse_listen(*v, options)) return {std::nullopt, *error};
+      if (auto error = parse_listen("--listen", *v, options.host, options.port))
+        return {std::nullopt, *error};
+    } else if (arg == "--control-listen") {
+      auto v = take_value();
+      if (!v) return {std::nullopt, "--control-listen needs HOST:PORT"};
+      std::string host;
+      if (auto error = parse_listen("--control-listen", *v, host, options.control_port))
+        return {std::nullopt, *error};
+      options.control_host = std::move(host);
+    } else if (arg == "--tls-cert" || arg == "--tls-key") {
+      auto v = take_value();
+      if (!v || v->empty()) return {std::nullopt, cat(arg, " needs a PEM file")};
+      (arg == "--tls-cert" ? options.tls_cert : options.tls_key) = std::string(*v);
     } else if (arg == "--record-limit") {
       auto v = take_value();
       auto n = v ? parse_number<std::size_t>(*v) : std::nullopt;
@@ -92,6 +106,8 @@ OptionsParse parse_options(const std::vector<std::string_view>& args) {
       return {std::nullopt, cat("unknown argument '", args[i], "' (see --help)")};
     }
   }
+  if (options.tls_cert.empty() != options.tls_key.empty())
+    return {std::nullopt, "--tls-cert and --tls-key go together"};
   return {options, {}};
 }
 
@@ -103,6 +119,7 @@ std::string format_address(std::string_view host, std::uint16_t port) {
 
 std::string usage() {
   return R"(Usage: cascade-mock-provider [--listen HOST:PORT] [--record-limit N] [--verbose]
+                             [--tls-cert FILE --tls-key FILE] [--control-listen HOST:PORT]
                              [--exit-with-parent] [--help]
 
 A loopback HTTP/1.1 server imitating the providers Cascade sends through (Telegram Bot API,
@@ -116,12 +133,23 @@ Options:
   --record-limit N     keep at most N request records, dropping the oldest (default
                        1000000; 0 keeps none). Counters in /__mock/stats count every request.
   --verbose, -v        log one line per provider request to stderr (default: silent).
+  --tls-cert FILE      serve HTTPS instead of HTTP on --listen, with this PEM certificate
+  --tls-key FILE       (chain: leaf first) and PEM private key; both or neither. Clients
+                       must trust the certificate's CA (cascaded --ca-file). An unreadable
+                       file or a key that does not match exits with status 2.
+  --control-listen HOST:PORT
+                       also serve the control API (/__mock/*) over plain HTTP on a second
+                       loopback address (other paths get 404 there); for test tools that
+                       drive an HTTPS mock without a TLS client. The main listener keeps
+                       serving /__mock/* too.
   --exit-with-parent   stop, as on SIGTERM, when the process that started this one dies
                        (Linux parent-death signal; the test fixture uses it so that a
                        crashed test leaves no server behind).
   --help, -h           print this help and exit.
 
 Once listening it prints exactly one line to stdout, "listening on HOST:PORT", and flushes.
+With TLS that line reads: listening on HOST:PORT (https)
+With --control-listen a second line follows: control on HOST:PORT
 SIGTERM or SIGINT stops it with exit status 0. Bad arguments exit with status 2.
 One thread serves every connection; delays are timers, so they never hold up others.
 Keep-alive connections idle for 120 s are closed; request bodies over 16 MiB get 413.

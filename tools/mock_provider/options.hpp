@@ -17,6 +17,13 @@ struct Options {
   // Stop (as on SIGTERM) when the process that started us dies: a crashed test must not
   // leave a server behind holding its output pipes.
   bool exit_with_parent = false;
+  // HTTPS: both set (PEM files; the certificate file may hold the chain) or both empty.
+  std::string tls_cert;
+  std::string tls_key;
+  // A second, plain-HTTP listener serving only the control API (/__mock/*), so that tests
+  // can drive an HTTPS mock without a TLS client. Unset: no control listener.
+  std::optional<std::string> control_host;
+  std::uint16_t control_port = 0;
   bool help = false;
 };
 
