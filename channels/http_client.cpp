@@ -22,6 +22,7 @@
 #include <list>
 #include <map>
 #include <optional>
+#include <stdexcept>
 
 namespace cascade {
 namespace {
@@ -164,7 +165,12 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
       : ex(std::move(e)), config(std::move(c)), sweeper(ex) {
     if (config.max_connections_per_host == 0) config.max_connections_per_host = 1;
     tls_ctx.set_default_verify_paths();
-    if (!config.ca_file.empty()) tls_ctx.load_verify_file(config.ca_file);
+    if (!config.ca_file.empty()) {
+      boost::system::error_code ec;
+      tls_ctx.load_verify_file(config.ca_file, ec);
+      if (ec)
+        throw std::invalid_argument("cannot load CA file " + config.ca_file + ": " + ec.message());
+    }
     tls_ctx.set_verify_mode(ssl::verify_peer);
     SSL_CTX_set_min_proto_version(tls_ctx.native_handle(), TLS1_2_VERSION);
   }

@@ -62,6 +62,7 @@ struct HttpClientConfig {
   // Used when a request has no deadline (HttpRequest::deadline left default).
   std::chrono::milliseconds default_timeout{30'000};
   // Extra trust anchors (PEM file) besides the system CA store; for private CAs and tests.
+  // The constructor throws std::invalid_argument when it cannot be loaded.
   std::string ca_file;
 };
 

@@ -40,11 +40,15 @@ struct EngineConfig {
   std::vector<std::chrono::milliseconds> job_retry_delays{
       std::chrono::seconds(5), std::chrono::seconds(30), std::chrono::minutes(2),
       std::chrono::minutes(10), std::chrono::hours(1)};
-  std::chrono::milliseconds retry_poll{250};  // how often due retries are moved back
+  std::chrono::milliseconds retry_poll{250};        // how often due retries are moved back
   std::chrono::seconds progress_ttl{48 * 3600};     // <prefix>:progress:<id>
   std::chrono::seconds idempotency_ttl{24 * 3600};  // <prefix>:idem:<account>:<sha256>
   // Global provider base overrides by channel type ("telegram" -> "http://127.0.0.1:9000").
   std::map<std::string, std::string, std::less<>> api_base_overrides;
+  // Extra trust anchors (PEM file) for the HTTP channels' TLS, besides the system CA store
+  // (private CAs, TLS proxies, tests). Empty: the system store only. SMTP keys have their
+  // own smtp_ca_file setting.
+  std::string ca_file;
 };
 
 }  // namespace cascade

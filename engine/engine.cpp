@@ -107,6 +107,12 @@ redis::Config redis_config(const std::string& url) {
   return *c;
 }
 
+HttpClientConfig http_config(const EngineConfig& config) {
+  HttpClientConfig c;
+  c.ca_file = config.ca_file;
+  return c;
+}
+
 }  // namespace
 
 struct Engine::Impl : std::enable_shared_from_this<Impl> {
@@ -119,7 +125,7 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
         events(io.get_executor(), redis_cfg),
         store(commands, config.prefix),
         verifier(store, commands),
-        http(io.get_executor()),
+        http(io.get_executor(), http_config(config)),
         pacer(commands, config.prefix),
         registry(std::move(reg)),
         slot_signal(io),

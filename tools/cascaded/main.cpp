@@ -39,6 +39,9 @@ options (each has an environment twin; the flag wins):
   --job-retry-delays LIST  delays before job attempts 2, 3, ... when every failure was transient;
                            then the dead letters (CASCADE_JOB_RETRY_DELAYS, 5s,30s,2m,10m,1h;
                            "none" disables job retries)
+  --ca-file FILE           extra trust anchors (PEM) for the HTTP providers' TLS, besides the
+                           system CA store: a private CA or a TLS-inspecting proxy (CASCADE_CA_FILE,
+                           default none; SMTP keys use their own smtp_ca_file setting)
   --log-format text|json   (CASCADE_LOG_FORMAT, default text)
   --log-level LEVEL        trace|debug|info|warn|error|off (CASCADE_LOG_LEVEL, default info)
   --help                   this text
@@ -87,6 +90,7 @@ int main(int argc, char** argv) {
       {"--drain-timeout", "CASCADE_DRAIN_TIMEOUT"},
       {"--reclaim-idle", "CASCADE_RECLAIM_IDLE"},
       {"--job-retry-delays", "CASCADE_JOB_RETRY_DELAYS"},
+      {"--ca-file", "CASCADE_CA_FILE"},
       {"--log-format", "CASCADE_LOG_FORMAT"},
       {"--log-level", "CASCADE_LOG_LEVEL"},
   };
@@ -153,6 +157,7 @@ int main(int argc, char** argv) {
       }
     }
   }
+  if (opt.count("--ca-file")) cfg.ca_file = opt["--ca-file"];
   for (auto [type, env] :
        {std::pair{"telegram", "CASCADE_TELEGRAM_API_BASE"},
         std::pair{"waba", "CASCADE_WABA_API_BASE"}, std::pair{"email", "CASCADE_POSTMARK_API_BASE"},
