@@ -9,6 +9,7 @@
 #include "support/harness.hpp"
 #include "support/mock_provider.hpp"
 #include "support/redis_server.hpp"
+#include "support/result_json.hpp"
 
 using namespace cascade;
 using namespace std::chrono_literals;
@@ -18,19 +19,7 @@ namespace {
 constexpr const char* kPrefix = "p";
 constexpr const char* kBotToken = "222:pace-bot-secret";
 
-struct Parsed {
-  simdjson::dom::parser parser;
-  simdjson::dom::element root;
-  explicit Parsed(const std::string& json) { root = parser.parse(json); }
-  std::int64_t status() { return root["status"].get_int64().value(); }
-  simdjson::dom::element attempt(std::size_t i) { return root["attempts"].at(i).value(); }
-  std::int64_t tries(std::size_t i) { return attempt(i)["tries"].get_int64().value(); }
-  bool flag(std::size_t i, const char* key) {
-    bool b = false;
-    if (attempt(i)[key].get(b)) return false;
-    return b;
-  }
-};
+using Parsed = test::ParsedResult;
 
 class Policy : public ::testing::Test {
  protected:

@@ -10,6 +10,7 @@
 #include "support/harness.hpp"
 #include "support/mock_provider.hpp"
 #include "support/redis_server.hpp"
+#include "support/result_json.hpp"
 
 using namespace cascade;
 using namespace std::chrono_literals;
@@ -20,26 +21,7 @@ constexpr const char* kPrefix = "t";
 constexpr const char* kBotToken = "111:tg-bot-secret";
 constexpr const char* kGatewayKey = "wa-gateway-secret";
 
-struct Parsed {
-  simdjson::dom::parser parser;
-  simdjson::dom::element root;
-  explicit Parsed(const std::string& json) { root = parser.parse(json); }
-  std::int64_t status() { return root["status"].get_int64().value(); }
-  std::string str(const char* key) {
-    std::string_view v;
-    if (root[key].get(v)) return "";
-    return std::string(v);
-  }
-  std::vector<std::string> via() {
-    std::vector<std::string> out;
-    simdjson::dom::array a;
-    if (root["delivered_via"].get(a)) return out;
-    for (auto v : a)
-      out.emplace_back(std::string_view(v));
-    return out;
-  }
-  simdjson::dom::array attempts() { return root["attempts"].get_array().value(); }
-};
+using Parsed = test::ParsedResult;
 
 class EndToEnd : public ::testing::Test {
  protected:

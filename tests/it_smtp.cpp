@@ -18,6 +18,7 @@
 
 #include "support/harness.hpp"
 #include "support/redis_server.hpp"
+#include "support/result_json.hpp"
 #include "support/smtp_server.hpp"
 
 using namespace cascade;
@@ -27,29 +28,7 @@ namespace {
 
 constexpr const char* kPrefix = "s";
 
-struct Parsed {
-  simdjson::dom::parser parser;
-  simdjson::dom::element root;
-  explicit Parsed(const std::string& json) { root = parser.parse(json); }
-  std::int64_t status() { return root["status"].get_int64().value(); }
-  std::string str(const char* key) {
-    std::string_view v;
-    if (root[key].get(v)) return "";
-    return std::string(v);
-  }
-  simdjson::dom::element attempt(std::size_t i) { return root["attempts"].at(i).value(); }
-  std::string attempt_str(std::size_t i, const char* key) {
-    std::string_view v;
-    if (attempt(i)[key].get(v)) return "";
-    return std::string(v);
-  }
-  std::int64_t tries(std::size_t i) { return attempt(i)["tries"].get_int64().value(); }
-  bool flag(std::size_t i, const char* key) {
-    bool b = false;
-    if (attempt(i)[key].get(b)) return false;
-    return b;
-  }
-};
+using Parsed = test::ParsedResult;
 
 class Smtp : public ::testing::Test {
  protected:

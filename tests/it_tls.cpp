@@ -14,6 +14,7 @@
 #include "support/mock_provider.hpp"
 #include "support/process.hpp"
 #include "support/redis_server.hpp"
+#include "support/result_json.hpp"
 #include "support/smtp_server.hpp"
 
 using namespace cascade;
@@ -46,24 +47,7 @@ struct OtherCert {
   std::string cert, key;
 };
 
-struct Parsed {
-  simdjson::dom::parser parser;
-  simdjson::dom::element root;
-  explicit Parsed(const std::string& json) { root = parser.parse(json); }
-  std::int64_t status() { return root["status"].get_int64().value(); }
-  std::string str(const char* key) {
-    std::string_view v;
-    if (root[key].get(v)) return "";
-    return std::string(v);
-  }
-  // The error text of the first attempt ("" when there is none).
-  std::string first_error() {
-    simdjson::dom::array a;
-    std::string_view v;
-    if (root["attempts"].get(a) || a.size() == 0 || a.at(0)["error"].get(v)) return "";
-    return std::string(v);
-  }
-};
+using Parsed = test::ParsedResult;
 
 std::string lower(std::string s) {
   for (auto& c : s)
