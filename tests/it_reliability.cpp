@@ -12,6 +12,7 @@
 #include "support/harness.hpp"
 #include "support/mock_provider.hpp"
 #include "support/redis_server.hpp"
+#include "support/result_json.hpp"
 
 using namespace cascade;
 using namespace std::chrono_literals;
@@ -20,22 +21,7 @@ namespace {
 
 constexpr const char* kPrefix = "r";
 
-struct Parsed {
-  simdjson::dom::parser parser;
-  simdjson::dom::element root;
-  explicit Parsed(const std::string& json) { root = parser.parse(json); }
-  std::int64_t num(const char* key) {
-    std::int64_t v = 0;
-    if (root[key].get(v)) return -1;
-    return v;
-  }
-  std::string str(const char* key) {
-    std::string_view v;
-    if (root[key].get(v)) return "";
-    return std::string(v);
-  }
-  simdjson::dom::array attempts() { return root["attempts"].get_array().value(); }
-};
+using Parsed = test::ParsedResult;
 
 std::string key(const std::string& rest) {
   return std::string(kPrefix) + ":" + rest;
