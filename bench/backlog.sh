@@ -11,20 +11,13 @@ conc=${2:-1024}
 tools/deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$(nproc)" --target cascaded cascade-mock-provider cascade-bench | grep -vE "^\[[0-9]+/[0-9]+\] " || true
-work=$(mktemp -d /tmp/cascade-backlog.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-build/tools/mock_provider/cascade-mock-provider --listen 127.0.0.1:0 --record-limit 1000 >"$work/mock.out" 2>/dev/null &
-pids+=($!)
-for _ in $(seq 100); do grep -q "listening on" "$work/mock.out" 2>/dev/null && break; sleep 0.1; done
-mock=$(sed -n 's/^listening on \(.*\)$/http:\/\/\1/p' "$work/mock.out")
-url="redis://127.0.0.1:$port/0"
+source tools/stack.sh
+start_redis
+start_mock build/tools/mock_provider/cascade-mock-provider --record-limit 1000
+port=$redis_port
+url=$redis_url
+mock=$mock_url
+work=$stack_work
 # The bench pushes all N jobs and then waits for their results: nothing consumes yet.
 build/bench/cascade-bench --redis "$url" --jobs "$n" --setup --mock "$mock" --timeout 900 >"$work/bench.out" &
 bench=$!
@@ -32,7 +25,7 @@ until [ "$(redis-cli -p "$port" XLEN cascade:jobs)" -ge "$n" ]; do sleep 0.5; do
 echo "backlog: $(redis-cli -p "$port" XLEN cascade:jobs) jobs queued; redis used_memory $(redis-cli -p "$port" info memory | sed -n 's/^used_memory_human:\(.*\)\r$/\1/p')"
 build/tools/cascaded/cascaded --redis "$url" --concurrency "$conc" --log-level warn &
 daemon=$!
-pids+=($daemon)
+stack_track $daemon
 samples=()
 while kill -0 "$bench" 2>/dev/null; do
   rss=$(ps -o rss= -p "$daemon" | tr -d ' ')

@@ -11,34 +11,19 @@ echo "building (first time: a few minutes)..."
 cmake --build build -j "$(nproc)" --target cascaded cascadectl cascade-mock-provider >/dev/null
 
 bin=$root/build/tools
-work=$(mktemp -d /tmp/cascade-demo.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source tools/stack.sh
+work=$stack_work
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
-  >"$work/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-export CASCADE_REDIS_URL="redis://127.0.0.1:$redis_port/0"
-
-"$bin/mock_provider/cascade-mock-provider" --listen 127.0.0.1:0 >"$work/mock.out" 2>"$work/mock.log" &
-pids+=($!)
-for _ in $(seq 100); do grep -q "listening on" "$work/mock.out" 2>/dev/null && break; sleep 0.1; done
-mock=$(sed -n 's/^listening on \(.*\)$/http:\/\/\1/p' "$work/mock.out")
+start_redis
+export CASCADE_REDIS_URL=$redis_url
+start_mock "$bin/mock_provider/cascade-mock-provider"
+mock=$mock_url
 say "redis on 127.0.0.1:$redis_port, mock provider on $mock"
 
 export CASCADE_TELEGRAM_API_BASE=$mock CASCADE_WABA_API_BASE=$mock CASCADE_POSTMARK_API_BASE=$mock
 "$bin/cascaded/cascaded" --concurrency 64 >"$work/cascaded.log" 2>&1 &
-pids+=($!)
+stack_track $!
 
 ctl="$bin/cascadectl/cascadectl"
 say "cascadectl: an account, an API key, channel keys"

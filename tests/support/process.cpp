@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,6 +48,8 @@ Process::Process(std::vector<std::string> argv, std::vector<std::string> env,
     dup2(fds[1], 1);
     if (err_fd >= 0) dup2(err_fd, 2);
     setpgid(0, 0);
+    // A test that crashes must not leave its redis-server or mock behind.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     execve(cargv[0], cargv.data(), cenv.data());
     _exit(127);
   }
