@@ -85,6 +85,8 @@ class Verifier {
   // "account <id>", "flush").
   void invalidate(std::string_view message);
   const VerifierStats& stats() const { return stats_; }
+  // The cache is in use (the invalidation subscription is live).
+  bool cache_live() const { return live_; }
 
  private:
   struct ApiEntry {

@@ -49,6 +49,9 @@ struct EngineConfig {
   // (private CAs, TLS proxies, tests). Empty: the system store only. SMTP keys have their
   // own smtp_ca_file setting.
   std::string ca_file;
+  // The metrics listener (SPEC §6): "HOST:PORT" serving /metrics, /healthz and /readyz over
+  // plain HTTP; port 0 picks a free one (Engine::metrics_port()). Empty: off.
+  std::string metrics_listen;
 };
 
 }  // namespace cascade

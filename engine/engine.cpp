@@ -20,6 +20,7 @@
 #include "auth/verifier.hpp"
 #include "channels/http_client.hpp"
 #include "engine/cascade.hpp"
+#include "engine/metrics_server.hpp"
 #include "engine/result.hpp"
 #include "engine/usage.hpp"
 #include "redis/connection.hpp"
@@ -163,9 +164,41 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
   EngineStats stats;
   std::mt19937_64 rng;
   std::unordered_set<std::string> running;  // entry ids of the jobs in flight here
+  std::unique_ptr<MetricsServer> metrics;   // when config.metrics_listen is set
+
+  MetricsSnapshot snapshot() const {
+    MetricsSnapshot s;
+    s.delivered = stats.delivered;
+    s.failed = stats.failed;
+    s.rejected = stats.rejected;
+    s.duplicates = stats.duplicates;
+    s.reclaimed = stats.reclaimed;
+    s.retried = stats.retried;
+    s.auth_cache_hits = verifier.stats().cache_hits;
+    s.auth_cache_misses = verifier.stats().cache_misses;
+    s.auth_invalidations = verifier.stats().invalidations;
+    s.in_flight = stats.in_flight;
+    s.concurrency = config.concurrency;
+    s.redis_ready = stats.redis_ready;
+    s.auth_cache_live = verifier.cache_live();
+    s.stopping = stopping;
+    return s;
+  }
 
   void start() {
     if (started) return;
+    if (!config.metrics_listen.empty() && !metrics) {
+      // First: a bad address or a port in use fails start() before anything runs.
+      std::weak_ptr<Impl> weak = weak_from_this();
+      auto server = std::make_unique<MetricsServer>(io, [weak] {
+        MetricsSnapshot gone;
+        gone.stopping = true;
+        auto self = weak.lock();
+        return self ? self->snapshot() : gone;
+      });
+      server->listen(config.metrics_listen);
+      metrics = std::move(server);
+    }
     started = true;
     asio::co_spawn(io, consume(shared_from_this()), [](std::exception_ptr e) {
       if (!e) return;
@@ -272,7 +305,6 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
           spdlog::info("consuming {} as {}/{} on redis {}", self->jobs_key, self->config.group,
                        self->config.consumer, self->redis_cfg.describe());
         }
-        self->stats.redis_ready = true;
         // Back-pressure: ask for no more entries than there are free slots.
         while (self->stats.in_flight >= self->config.concurrency && !self->stopping) {
           self->slot_signal.expires_at(asio::steady_timer::time_point::max());
@@ -303,6 +335,8 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
           throw redis::Error("XREADGROUP failed: " + reply.str);
         }
         backoff = std::chrono::milliseconds(100);
+        // Ready once a read succeeded (not while a retry is under way: /readyz).
+        self->stats.redis_ready = true;
         auto last = self->dispatch(reply, scan_pending);
         if (scan_pending) {
           if (last.empty()) {
@@ -828,6 +862,7 @@ struct Engine::Impl : std::enable_shared_from_this<Impl> {
     self->events.close();
     self->http.close_all();
     self->commands.close();
+    if (self->metrics) self->metrics->close();
     if (done) done();
   }
 };
@@ -848,6 +883,9 @@ EngineStats Engine::stats() const {
 }
 const EngineConfig& Engine::config() const {
   return impl_->config;
+}
+std::uint16_t Engine::metrics_port() const {
+  return impl_->metrics ? impl_->metrics->port() : 0;
 }
 
 }  // namespace cascade

@@ -24,7 +24,7 @@ struct EngineStats {
   std::uint64_t retried = 0;     // job attempts that ended in a later retry
   std::uint64_t reclaimed = 0;   // entries claimed from dead workers (XAUTOCLAIM)
   std::size_t in_flight = 0;
-  bool redis_ready = false;
+  bool redis_ready = false;  // the consumer's last read of <prefix>:jobs succeeded (/readyz)
 };
 
 class Engine {
@@ -45,6 +45,8 @@ class Engine {
 
   EngineStats stats() const;
   const EngineConfig& config() const;
+  // The metrics listener's bound port after start() (0 when config.metrics_listen is empty).
+  std::uint16_t metrics_port() const;
 
  private:
   struct Impl;

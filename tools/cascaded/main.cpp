@@ -42,6 +42,10 @@ options (each has an environment twin; the flag wins):
   --ca-file FILE           extra trust anchors (PEM) for the HTTP providers' TLS, besides the
                            system CA store: a private CA or a TLS-inspecting proxy (CASCADE_CA_FILE,
                            default none; SMTP keys use their own smtp_ca_file setting)
+  --metrics-listen HOST:PORT
+                           serve GET /metrics (Prometheus text), /healthz and /readyz over plain
+                           HTTP on this address, e.g. 127.0.0.1:9464; port 0 picks a free one
+                           (logged as "metrics on HOST:PORT") (CASCADE_METRICS_LISTEN, default off)
   --log-format text|json   (CASCADE_LOG_FORMAT, default text)
   --log-level LEVEL        trace|debug|info|warn|error|off (CASCADE_LOG_LEVEL, default info)
   --help                   this text
@@ -91,6 +95,7 @@ int main(int argc, char** argv) {
       {"--reclaim-idle", "CASCADE_RECLAIM_IDLE"},
       {"--job-retry-delays", "CASCADE_JOB_RETRY_DELAYS"},
       {"--ca-file", "CASCADE_CA_FILE"},
+      {"--metrics-listen", "CASCADE_METRICS_LISTEN"},
       {"--log-format", "CASCADE_LOG_FORMAT"},
       {"--log-level", "CASCADE_LOG_LEVEL"},
   };
@@ -158,6 +163,7 @@ int main(int argc, char** argv) {
     }
   }
   if (opt.count("--ca-file")) cfg.ca_file = opt["--ca-file"];
+  if (opt.count("--metrics-listen")) cfg.metrics_listen = opt["--metrics-listen"];
   for (auto [type, env] :
        {std::pair{"telegram", "CASCADE_TELEGRAM_API_BASE"},
         std::pair{"waba", "CASCADE_WABA_API_BASE"}, std::pair{"email", "CASCADE_POSTMARK_API_BASE"},
