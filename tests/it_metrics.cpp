@@ -2,6 +2,8 @@
 // /healthz, /readyz following Redis, 404/405, a slow client, and bad --metrics-listen values.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 
 #include <fstream>
 #include <map>
@@ -9,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "engine/engine.hpp"
 #include "engine/metrics_server.hpp"
 #include "support/harness.hpp"
 #include "support/mock_provider.hpp"
@@ -248,4 +251,23 @@ TEST_F(Metrics, BadListenAddressExitsTwo) {
                     {"CASCADE_METRICS_LISTEN=127.0.0.1:99999"}, dir.path() + "/env.log");
   EXPECT_EQ(env.wait(15s).value_or(-1), 2);
   EXPECT_NE(read_log("env.log").find("bad port"), std::string::npos) << read_log("env.log");
+}
+
+// Embedding: Engine::metrics_port() gives the bound port; stop() closes the listener.
+TEST_F(Metrics, EngineServesAndStopClosesTheListener) {
+  EngineConfig cfg;
+  cfg.redis_url = redis.url();
+  cfg.prefix = kPrefix;
+  cfg.metrics_listen = "127.0.0.1:0";
+  boost::asio::io_context io(1);
+  Engine engine(io, cfg);
+  engine.start();
+  auto port = engine.metrics_port();
+  ASSERT_NE(port, 0);
+  std::thread runner([&] { io.run(); });
+  EXPECT_EQ(get(port, "/healthz").status, 200);
+  EXPECT_TRUE(wait_ready_status(port, 200));
+  boost::asio::post(io, [&] { engine.stop([&] { io.stop(); }); });
+  runner.join();
+  EXPECT_THROW(test::HttpConnection(port, 1s), std::runtime_error) << "listener still open";
 }
