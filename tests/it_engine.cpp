@@ -283,3 +283,47 @@ TEST_F(EndToEnd, EntriesAreAckedDeletedAndResultsHoldNoSecrets) {
     }
   }
 }
+
+// A corpus of malformed entries: each gets its 400 result (the unreadable ones also a dead
+// letter), and a good job pushed after them is still delivered — nothing stalls.
+TEST_F(EndToEnd, BadInputCorpusEachGetsItsResultAndNothingStalls) {
+  std::string binary;
+  for (int i = 0; i < 4096; ++i)
+    binary.push_back(static_cast<char>((i * 131 + 7) % 256));
+  struct Case {
+    std::string name, body;
+    std::string field;  // expected "field" of the 400
+    bool dead;          // unreadable: also copied to the dead letters
+  };
+  std::vector<Case> cases = {
+      {"truncated JSON", R"({"keys":{"telegram":)", "", true},
+      {"wrong type", R"({"keys":[],"to":{},"message":{"text":"x"}})", "keys", false},
+      // Over the 4096-character text limit but under the 64 KiB body limit.
+      {"huge string",
+       R"({"keys":{"telegram":{"token":")" + tg_key +
+           R"("}},"to":{"telegram":"1"},"message":{"text":")" + std::string(5000, 'a') + R"("}})",
+       "message.text", false},
+      {"deep nesting", std::string(100'000, '['), "", true},
+      {"invalid UTF-8", "{\"keys\":{\"telegram\":{\"token\":\"\xff\xfe\"}}}", "", true},
+      {"10 MB body", R"({"keys":{},"pad":")" + std::string(10 * 1024 * 1024, 'x') + R"("})", "",
+       true},
+      {"binary garbage", binary, "", true},
+      {"missing fields", "{}", "keys", false},
+  };
+  for (const auto& c : cases) {
+    Parsed r(send(c.body));
+    EXPECT_EQ(r.status(), 400) << c.name;
+    EXPECT_EQ(r.str("field"), c.field) << c.name << ": " << r.str("error");
+    EXPECT_TRUE(r.str("error").starts_with("Invalid request: ")) << c.name;
+  }
+  Parsed no_body(send_fields({{"authorization", "Bearer " + api_key}}));
+  EXPECT_EQ(no_body.status(), 400);
+  int expected_dead = 1;  // the entry without a body
+  for (const auto& c : cases)
+    expected_dead += c.dead ? 1 : 0;
+  EXPECT_EQ(producer->exec(redis::cmd("XLEN", std::string(kPrefix) + ":dead")).integer,
+            expected_dead);
+  Parsed good(send(telegram_only()));
+  EXPECT_EQ(good.status(), 200) << "a good job after the corpus is still delivered";
+  EXPECT_EQ(producer->exec(redis::cmd("XLEN", std::string(kPrefix) + ":jobs")).integer, 0);
+}
