@@ -7,10 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-100000}
 conc=${2:-1024}
-tools/deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc)" --target cascaded cascade-mock-provider cascade-bench | grep -vE "^\[[0-9]+/[0-9]+\] " || true
 source tools/stack.sh
+build_targets cascaded cascade-mock-provider cascade-bench
 start_redis
 start_mock build/tools/mock_provider/cascade-mock-provider --record-limit 1000
 build/tools/cascaded/cascaded --redis "$redis_url" --concurrency "$conc" --log-level warn &

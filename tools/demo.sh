@@ -5,13 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-tools/deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+source tools/stack.sh
 echo "building (first time: a few minutes)..."
-cmake --build build -j "$(nproc)" --target cascaded cascadectl cascade-mock-provider >/dev/null
+build_targets cascaded cascadectl cascade-mock-provider
 
 bin=$root/build/tools
-source tools/stack.sh
 work=$stack_work
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

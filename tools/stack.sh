@@ -1,5 +1,7 @@
-# Sourced by tools/demo.sh and the bench scripts: starts redis-server and
-# cascade-mock-provider on free loopback ports, and stops all it started on exit.
+# Sourced by tools/demo.sh and the bench scripts (from the repository root): builds,
+# starts redis-server and cascade-mock-provider on free loopback ports, and stops all it
+# started on exit.
+#   build_targets T... installs what is missing, builds T in build/ (RelWithDebInfo)
 #   start_redis        -> $redis_port, $redis_url
 #   start_mock BIN     -> $mock_url
 #   stack_track PID    -> killed on exit too
@@ -13,6 +15,14 @@ stack_cleanup() {
 }
 trap stack_cleanup EXIT
 stack_track() { stack_pids+=("$1"); }
+
+build_targets() {
+  tools/deps.sh
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  # Only ninja's progress lines are dropped: errors show, and a failed build fails the
+  # script (callers run with pipefail).
+  cmake --build build -j "$(nproc)" --target "$@" | { grep -vE '^\[[0-9]+/[0-9]+\] ' || true; }
+}
 
 free_port() {
   /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
