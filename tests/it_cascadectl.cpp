@@ -14,31 +14,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct CtlRun {
-  int code = -1;
-  std::string out, err;
-};
-
 class Ctl : public ::testing::Test {
  protected:
-  CtlRun ctl(std::vector<std::string> args) {
+  test::ToolRun ctl(std::vector<std::string> args) {
     std::vector<std::string> argv = {test::tool_path("cascadectl"), "--redis", redis.url(),
                                      "--prefix", "c"};
     argv.insert(argv.end(), args.begin(), args.end());
-    auto err_path = dir.path() + "/stderr";
-    std::remove(err_path.c_str());
-    CtlRun r;
-    {
-      test::Process p(argv, {}, err_path);
-      while (auto line = p.read_line(10s))
-        r.out += *line + "\n";
-      r.code = p.wait(10s).value_or(-1);
-    }
-    std::ifstream f(err_path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    r.err = ss.str();
-    return r;
+    return test::run_tool(argv);
   }
 
   std::string field(const std::string& json, const char* name) {
@@ -49,7 +31,6 @@ class Ctl : public ::testing::Test {
   }
 
   test::RedisServer redis;
-  test::TempDir dir;
 };
 
 }  // namespace
@@ -57,26 +38,26 @@ class Ctl : public ::testing::Test {
 // The whole key lifecycle through the CLI, with --json output a script can read.
 TEST_F(Ctl, KeyLifecycleWithJsonOutput) {
   auto acc = ctl({"--json", "account", "create", "--name", "Shop"});
-  ASSERT_EQ(acc.code, 0) << acc.err;
+  ASSERT_EQ(acc.status, 0) << acc.err;
   auto account = field(acc.out, "id");
   ASSERT_TRUE(account.starts_with("acc_")) << acc.out;
 
   auto ch = ctl({"--json", "channel", "create", "--account", account, "--type", "telegram",
                  "--name", "bot", "--bot-token", "123:secret-bot-token"});
-  ASSERT_EQ(ch.code, 0) << ch.err;
+  ASSERT_EQ(ch.status, 0) << ch.err;
   auto channel_id = field(ch.out, "id");
   EXPECT_TRUE(field(ch.out, "key").starts_with("ck_"));
 
   auto key =
       ctl({"--json", "apikey", "create", "--account", account, "--name", "backend", "--scopes",
            "send,read", "--channels", channel_id, "--expires-in", "30d", "--rate", "100/s:20"});
-  ASSERT_EQ(key.code, 0) << key.err;
+  ASSERT_EQ(key.status, 0) << key.err;
   auto key_id = field(key.out, "id");
   auto secret = field(key.out, "key");
   EXPECT_TRUE(secret.starts_with("ak_"));
 
   auto list = ctl({"--json", "apikey", "list", "--account", account});
-  ASSERT_EQ(list.code, 0) << list.err;
+  ASSERT_EQ(list.status, 0) << list.err;
   EXPECT_NE(list.out.find(key_id), std::string::npos);
   EXPECT_NE(list.out.find("\"rate\":\"100/s:20\""), std::string::npos) << list.out;
   EXPECT_NE(list.out.find(channel_id), std::string::npos) << "restriction listed";
@@ -88,26 +69,26 @@ TEST_F(Ctl, KeyLifecycleWithJsonOutput) {
   EXPECT_EQ(human.out.find(secret), std::string::npos);
 
   auto rotated = ctl({"--json", "apikey", "rotate", key_id, "--grace", "1h"});
-  ASSERT_EQ(rotated.code, 0) << rotated.err;
+  ASSERT_EQ(rotated.status, 0) << rotated.err;
   EXPECT_EQ(field(rotated.out, "id"), key_id);
   EXPECT_NE(field(rotated.out, "key"), secret);
 
-  EXPECT_EQ(ctl({"apikey", "revoke", key_id}).code, 0);
+  EXPECT_EQ(ctl({"apikey", "revoke", key_id}).status, 0);
   EXPECT_NE(ctl({"apikey", "list", "--account", account}).out.find("status=revoked"),
             std::string::npos);
 
   auto channels = ctl({"channel", "list", "--account", account});
   EXPECT_NE(channels.out.find(channel_id), std::string::npos);
   EXPECT_EQ(channels.out.find("secret-bot-token"), std::string::npos) << "credentials never listed";
-  EXPECT_EQ(ctl({"channel", "pause", channel_id}).code, 0);
+  EXPECT_EQ(ctl({"channel", "pause", channel_id}).status, 0);
   EXPECT_NE(ctl({"channel", "list", "--account", account}).out.find("status=paused"),
             std::string::npos);
-  EXPECT_EQ(ctl({"channel", "resume", channel_id}).code, 0);
-  EXPECT_EQ(ctl({"channel", "delete", channel_id}).code, 0);
+  EXPECT_EQ(ctl({"channel", "resume", channel_id}).status, 0);
+  EXPECT_EQ(ctl({"channel", "delete", channel_id}).status, 0);
   EXPECT_EQ(ctl({"channel", "list", "--account", account}).out.find(channel_id), std::string::npos);
 
-  EXPECT_EQ(ctl({"account", "pause", account}).code, 0);
-  EXPECT_EQ(ctl({"account", "resume", account}).code, 0);
+  EXPECT_EQ(ctl({"account", "pause", account}).status, 0);
+  EXPECT_EQ(ctl({"account", "resume", account}).status, 0);
 }
 
 // Mistakes get a specific message on stderr and a non-zero exit; nothing on stdout.
@@ -141,24 +122,20 @@ TEST_F(Ctl, BadArgumentsAreClearErrors) {
   };
   for (const auto& c : cases) {
     auto r = ctl(c.args);
-    EXPECT_EQ(r.code, c.code) << c.args[0] << " " << r.err;
+    EXPECT_EQ(r.status, c.code) << c.args[0] << " " << r.err;
     EXPECT_NE(r.err.find(c.says), std::string::npos) << "stderr: " << r.err;
     EXPECT_TRUE(r.out.empty()) << r.out;
   }
-  std::vector<std::string> argv = {test::tool_path("cascadectl"), "--redis",
-                                   "redis://127.0.0.1:" + std::to_string(test::free_port())};
-  argv.push_back("account");
-  argv.push_back("create");
-  argv.push_back("--name");
-  argv.push_back("x");
-  test::Process p(argv, {}, dir.path() + "/unreachable");
-  EXPECT_EQ(p.wait(20s).value_or(-1), 4) << "Redis unreachable has its own exit code";
+  auto unreachable = test::run_tool({test::tool_path("cascadectl"), "--redis",
+                                     "redis://127.0.0.1:" + std::to_string(test::free_port()),
+                                     "account", "create", "--name", "x"});
+  EXPECT_EQ(unreachable.status, 4) << "Redis unreachable has its own exit code";
 }
 
 // --help tells the truth: every command the CLI accepts is in it.
 TEST_F(Ctl, HelpListsTheCommands) {
   auto r = ctl({"--help"});
-  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.status, 0);
   for (auto word :
        {"account create", "apikey rotate", "channel create", "send", "job show", "--json"})
     EXPECT_NE(r.out.find(word), std::string::npos) << word;

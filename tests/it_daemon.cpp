@@ -24,11 +24,6 @@ std::string key(const std::string& rest) {
   return std::string(kPrefix) + ":" + rest;
 }
 
-struct Output {
-  int status = -1;
-  std::string out;
-};
-
 class Daemon : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -56,16 +51,11 @@ class Daemon : public ::testing::Test {
                                            dir.path() + "/cascaded.log");
   }
 
-  Output ctl(std::vector<std::string> args) {
+  test::ToolRun ctl(std::vector<std::string> args) {
     std::vector<std::string> argv = {test::tool_path("cascadectl"), "--redis", redis.url(),
                                      "--prefix", kPrefix};
     argv.insert(argv.end(), args.begin(), args.end());
-    test::Process p(argv, {}, dir.path() + "/cascadectl.err");
-    Output o;
-    while (auto line = p.read_line(10s))
-      o.out += *line + "\n";
-    o.status = p.wait(10s).value_or(-1);
-    return o;
+    return test::run_tool(argv);
   }
 
   std::string telegram_body(const std::string& chat) {

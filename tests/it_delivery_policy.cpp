@@ -179,17 +179,13 @@ TEST_F(Policy, ConfiguredRateSetting) {
 // The same through the operator's tool: `cascadectl channel create ... --rate 20/s:1
 // --on-unknown fail` stores both settings; a malformed rate is refused.
 TEST_F(Policy, CascadectlRateAndOnUnknownFlags) {
-  test::TempDir dir;
   auto ctl = [&](std::vector<std::string> args, int* status) {
     std::vector<std::string> argv = {
         test::tool_path("cascadectl"), "--redis", redis.url(), "--prefix", kPrefix, "--json"};
     argv.insert(argv.end(), args.begin(), args.end());
-    test::Process p(argv, {}, dir.path() + "/cascadectl.err");
-    std::string out;
-    while (auto line = p.read_line(10s))
-      out += *line;
-    *status = p.wait(10s).value_or(-1);
-    return out;
+    auto run = test::run_tool(argv);
+    *status = run.status;
+    return run.out;
   };
   int status = -1;
   ctl({"channel", "create", "--account", account, "--type", "telegram", "--name", "bot",

@@ -193,11 +193,9 @@ TEST_F(Tls, CascadedRejectsAnUnreadableCaFile) {
     text << in.rdbuf();
     EXPECT_NE(text.str().find(missing), std::string::npos) << text.str();
   }
-  test::Process help({test::tool_path("cascaded"), "--help"});
-  std::string usage;
-  while (auto line = help.read_line(10s))
-    usage += *line + "\n";
-  EXPECT_EQ(help.wait(10s).value_or(-1), 0);
+  auto help = test::run_tool({test::tool_path("cascaded"), "--help"});
+  const auto& usage = help.out;
+  EXPECT_EQ(help.status, 0);
   EXPECT_NE(usage.find("--ca-file FILE"), std::string::npos) << usage;
   EXPECT_NE(usage.find("CASCADE_CA_FILE"), std::string::npos) << usage;
 }

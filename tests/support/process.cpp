@@ -14,6 +14,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -124,6 +126,24 @@ std::optional<int> Process::wait(std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return status_;
+}
+
+ToolRun run_tool(std::vector<std::string> argv, std::vector<std::string> env,
+                 std::chrono::milliseconds timeout) {
+  TempDir dir;
+  auto err_path = dir.path() + "/stderr";
+  ToolRun r;
+  {
+    Process p(std::move(argv), std::move(env), err_path);
+    while (auto line = p.read_line(timeout))
+      r.out += *line + "\n";
+    r.status = p.wait(timeout).value_or(-1);
+  }
+  std::ifstream f(err_path);
+  std::stringstream text;
+  text << f.rdbuf();
+  r.err = text.str();
+  return r;
 }
 
 std::uint16_t free_port() {

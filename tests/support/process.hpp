@@ -39,6 +39,15 @@ class Process {
   std::optional<int> status_;
 };
 
+// A tool run to completion: its stdout (lines joined with '\n'), stderr and exit status.
+struct ToolRun {
+  int status = -1;  // exit status, 128+signal, or -1 when it did not finish in time
+  std::string out;
+  std::string err;
+};
+ToolRun run_tool(std::vector<std::string> argv, std::vector<std::string> env = {},
+                 std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
 // A TCP port on 127.0.0.1 that was free a moment ago (bind to 0, read, close).
 std::uint16_t free_port();
 
