@@ -6,6 +6,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "engine/config.hpp"
+#include "support/harness.hpp"
+#include "support/mock_provider.hpp"
 #include "support/process.hpp"
 #include "support/redis_server.hpp"
 
@@ -139,4 +142,49 @@ TEST_F(Ctl, HelpListsTheCommands) {
   for (auto word :
        {"account create", "apikey rotate", "channel create", "send", "job show", "--json"})
     EXPECT_NE(r.out.find(word), std::string::npos) << word;
+}
+
+// The README's producer path: `send --wait` prints the result, `job show` finds it again,
+// `send` without --wait prints the job id, --x-api-key works like --token, and a job that
+// does not deliver makes `send --wait` exit 1.
+TEST_F(Ctl, SendWaitAndJobShow) {
+  test::MockProvider mock;
+  mock.add_rule(
+      R"({"provider":"telegram","recipient":"13","status":400,"description":"Bad Request: chat not found"})");
+  EngineConfig cfg;
+  cfg.redis_url = redis.url();
+  cfg.prefix = "c";
+  test::EngineThread engine(cfg);
+  auto account = field(ctl({"--json", "account", "create", "--name", "Shop"}).out, "id");
+  auto channel = ctl({"--json", "channel", "create", "--account", account, "--type", "telegram",
+                      "--name", "bot", "--bot-token", "1:tok", "--api-base", mock.base_url()});
+  auto api =
+      field(ctl({"--json", "apikey", "create", "--account", account, "--name", "b"}).out, "key");
+  test::TempDir files;
+  auto write = [&](const std::string& name, const std::string& chat) {
+    auto path = files.path() + "/" + name;
+    std::ofstream(path) << R"({"keys":{"telegram":{"token":")" << field(channel.out, "key")
+                        << R"("}},"to":{"telegram":")" << chat
+                        << R"("},"message":{"text":"hello"}})";
+    return path;
+  };
+  auto sent = ctl({"send", "--token", api, "--wait", "10s", write("ok.json", "42")});
+  EXPECT_EQ(sent.status, 0) << sent.err;
+  EXPECT_EQ(field(sent.out, "state"), "delivered") << sent.out;
+  auto id = field(sent.out, "id");
+  auto shown = ctl({"job", "show", id});
+  EXPECT_EQ(shown.status, 0);
+  EXPECT_EQ(field(shown.out, "id"), id);
+  EXPECT_EQ(field(shown.out, "state"), "delivered");
+
+  auto queued = ctl({"--json", "send", "--x-api-key", api, write("ok2.json", "43")});
+  EXPECT_EQ(queued.status, 0) << queued.err;
+  test::SyncRedis producer(redis.url());
+  EXPECT_TRUE(test::wait_result(producer, "c", field(queued.out, "id")))
+      << "the job id printed by send is the one the engine finishes";
+
+  auto failed = ctl({"send", "--token", api, "--wait", "10s", write("bad.json", "13")});
+  EXPECT_EQ(failed.status, 1);
+  EXPECT_EQ(field(failed.out, "state"), "failed") << failed.out;
+  EXPECT_EQ(ctl({"job", "show", "1-0"}).status, 1) << "an unknown job is an error";
 }
