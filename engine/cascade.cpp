@@ -1,5 +1,6 @@
 #include "engine/cascade.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -29,34 +30,32 @@ double ms_since(Clock::time_point start) {
 // again on the same channel.
 bool unknown_outcome_retried(std::string_view type, const ChannelSettings* settings) {
   if (settings) {
-    if (auto it = settings->find("on_unknown"); it != settings->end())
-      return it->second != "fail";
+    if (auto it = settings->find("on_unknown"); it != settings->end()) return it->second != "fail";
   }
   return type != "email";
 }
 
 // All tries of one channel inside its tier, bounded by config.channel_timeout.
+// `running`: the channels of this tier still at work, this one included.
 asio::awaitable<Attempt> attempt_channel(const std::string& job_id, const Job& job,
                                          std::size_t index, const ChannelPlan& plan,
-                                         const EngineConfig& config, std::mt19937_64& rng) {
+                                         const EngineConfig& config, std::mt19937_64& rng,
+                                         int& running) {
   const auto& use = job.channels[index];
   Attempt a;
   a.channel = use.channel;
   a.tier = use.tier();
   auto start = Clock::now();
-  if (plan.already_delivered) {
-    a.ok = true;
-    a.provider_id = plan.delivered_id;
-    co_return a;
-  }
-  if (plan.paused) {
-    a.error = "channel paused";
-    a.ms = ms_since(start);
-    co_return a;
-  }
-  if (!plan.channel) {
-    a.error = "channel type " + use.channel + " is not available";
-    a.ms = ms_since(start);
+  if (plan.already_delivered || plan.paused || !plan.channel) {
+    --running;
+    if (plan.already_delivered) {
+      a.ok = true;
+      a.provider_id = plan.delivered_id;
+    } else {
+      a.error =
+          plan.paused ? "channel paused" : "channel type " + use.channel + " is not available";
+      a.ms = ms_since(start);
+    }
     co_return a;
   }
   auto ex = co_await asio::this_coro::executor;
@@ -76,10 +75,12 @@ asio::awaitable<Attempt> attempt_channel(const std::string& job_id, const Job& j
     req.deadline = std::min(Clock::now() + config.attempt_timeout, channel_deadline);
     a.tries = attempt_no;
     // The adapter honours the deadline itself; the timer is a backstop for channels
-    // (embedders' own types) that would not, and cancels the send if it fires.
+    // (embedders' own types) that would not, and cancels the send if it fires. Its wait
+    // returns the error as a value: a cancelled timer must not throw on every send.
     asio::steady_timer backstop(ex);
     backstop.expires_at(req.deadline + std::chrono::seconds(1));
-    auto raced = co_await (plan.channel->send(req) || backstop.async_wait(asio::use_awaitable));
+    auto raced = co_await (plan.channel->send(req) ||
+                           backstop.async_wait(asio::as_tuple(asio::use_awaitable)));
     Outcome o = raced.index() == 0
                     ? std::get<0>(std::move(raced))
                     : Outcome::transient("channel did not answer before its deadline",
@@ -110,7 +111,10 @@ asio::awaitable<Attempt> attempt_channel(const std::string& job_id, const Job& j
     co_await t.async_wait(asio::use_awaitable);
   }
   a.ms = ms_since(start);
-  if (a.ok && plan.on_delivered) co_await plan.on_delivered(a);
+  // A delivery is recorded (progress) only while a sibling is still at work: when this was
+  // the tier's last channel, the job's result follows at once and is the record (the crash
+  // window between delivery and record is the same either way).
+  if (--running > 0 && a.ok && plan.on_delivered) co_await plan.on_delivered(a);
   co_return a;
 }
 
@@ -122,13 +126,14 @@ asio::awaitable<CascadeReport> run_cascade(const std::string& job_id, const Job&
   CascadeReport report;
   auto ex = co_await asio::this_coro::executor;
   for (const auto& tier : plan_tiers(job)) {
-    using Op = decltype(asio::co_spawn(ex, attempt_channel(job_id, job, 0, plan[0], config, rng),
-                                       asio::deferred));
+    int running = static_cast<int>(tier.channels.size());
+    using Op = decltype(asio::co_spawn(
+        ex, attempt_channel(job_id, job, 0, plan[0], config, rng, running), asio::deferred));
     std::vector<Op> ops;
     ops.reserve(tier.channels.size());
     for (auto i : tier.channels)
-      ops.push_back(asio::co_spawn(ex, attempt_channel(job_id, job, i, plan[i], config, rng),
-                                   asio::deferred));
+      ops.push_back(asio::co_spawn(
+          ex, attempt_channel(job_id, job, i, plan[i], config, rng, running), asio::deferred));
     auto [order, errors, attempts] =
         co_await asio::experimental::make_parallel_group(std::move(ops))
             .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);

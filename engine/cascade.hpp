@@ -29,8 +29,9 @@ struct ChannelPlan {
   // as delivered (tries 0, that run's provider id) and not sent again.
   bool already_delivered = false;
   std::string delivered_id;
-  // Awaited right after this channel delivers, before the job goes on (records the
-  // delivery in Redis). Must not throw.
+  // Awaited right after this channel delivers while a sibling of its tier is still at work
+  // (records the delivery in Redis, so a re-run after a crash does not send it again); not
+  // called when the job's result follows at once. Must not throw.
   std::function<boost::asio::awaitable<void>(const Attempt&)> on_delivered;
 };
 

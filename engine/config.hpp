@@ -19,7 +19,11 @@ struct RetryPolicy {
 struct EngineConfig {
   std::string redis_url = "redis://127.0.0.1:6379/0";
   std::string prefix = "cascade";
-  std::size_t concurrency = 1024;         // jobs in flight at most
+  std::size_t concurrency = 1024;         // jobs in flight at most (all threads together)
+  // Event loops (SPEC §6 --threads): the caller's io_context runs the first; the engine
+  // owns one more io_context and thread per extra loop. Each loop has its own Redis
+  // connections, verifier cache, HTTP/SMTP pools and an equal share of `concurrency`.
+  std::size_t threads = 1;
   std::string group = "cascade";          // consumer group on <prefix>:jobs
   std::string consumer;                   // default: hostname-pid
   std::chrono::milliseconds block{1000};  // XREADGROUP BLOCK

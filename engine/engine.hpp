@@ -30,7 +30,9 @@ struct EngineStats {
 class Engine {
  public:
   // The engine runs on `io`; the caller runs io (one thread: the engine is not
-  // thread-safe, like everything on that io_context).
+  // thread-safe, like everything on that io_context). With config.threads = N > 1 the
+  // engine also owns N-1 event loops on threads of its own; each registered channel
+  // factory is then called once per loop (a Channel belongs to one loop).
   Engine(boost::asio::io_context& io, EngineConfig config,
          ChannelRegistry registry = ChannelRegistry::with_builtins());
   ~Engine();
@@ -40,7 +42,8 @@ class Engine {
   // Creates the consumer group if needed and starts consuming. Returns at once.
   void start();
   // Stops reading, lets in-flight jobs finish (up to config.drain_timeout), then calls
-  // `done` on the io_context. Jobs still unfinished stay pending in Redis.
+  // `done` on the io_context once every loop has drained and closed its connections. Jobs
+  // still unfinished stay pending in Redis. stats() may be called from any thread.
   void stop(std::function<void()> done = {});
 
   EngineStats stats() const;

@@ -1,5 +1,7 @@
 #include "engine/result.hpp"
 
+#include <simdjson.h>
+
 #include "util/json.hpp"
 
 namespace cascade {
@@ -64,6 +66,22 @@ std::string Result::to_json() const {
   w.field("finished_at", finished_at);
   w.close();
   return out;
+}
+
+std::optional<std::string> result_state(std::string_view json) {
+  return result_string(json, "state");
+}
+
+std::optional<std::string> result_string(std::string_view json, std::string_view field) {
+  simdjson::ondemand::parser parser;
+  simdjson::padded_string padded(json);
+  simdjson::ondemand::document doc;
+  if (parser.iterate(padded).get(doc)) return std::nullopt;
+  simdjson::ondemand::object obj;
+  if (doc.get_object().get(obj)) return std::nullopt;
+  std::string_view value;
+  if (obj[field].get_string().get(value)) return std::nullopt;
+  return std::string(value);
 }
 
 }  // namespace cascade

@@ -46,4 +46,10 @@ struct Result {
   std::string attempts_json() const;
 };
 
+// The `state` of a result record read as JSON (never by substring: a metadata value may
+// hold any text). nullopt when `json` is not a JSON object with a string `state`.
+std::optional<std::string> result_state(std::string_view json);
+// Any top-level string field of a result record ("account", "state", ...), read as JSON.
+std::optional<std::string> result_string(std::string_view json, std::string_view field);
+
 }  // namespace cascade

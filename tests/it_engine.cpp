@@ -4,7 +4,12 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
 #include <algorithm>
+#include <set>
+#include <thread>
 
 #include "engine/engine.hpp"
 #include "support/harness.hpp"
@@ -14,6 +19,7 @@
 
 using namespace cascade;
 using namespace std::chrono_literals;
+namespace asio = boost::asio;
 
 namespace {
 
@@ -326,4 +332,42 @@ TEST_F(EndToEnd, BadInputCorpusEachGetsItsResultAndNothingStalls) {
   Parsed good(send(telegram_only()));
   EXPECT_EQ(good.status(), 200) << "a good job after the corpus is still delivered";
   EXPECT_EQ(producer->exec(redis::cmd("XLEN", std::string(kPrefix) + ":jobs")).integer, 0);
+}
+
+// --threads 2: two event loops, each reading as its own consumer with half the slots;
+// every job is delivered once and the engine's stats add up both loops.
+TEST_F(EndToEnd, TwoThreadsDeliverEveryJobOnce) {
+  engine.reset();  // the fixture's single-loop engine would compete for the jobs
+  EngineConfig cfg;
+  cfg.redis_url = redis.url();
+  cfg.prefix = kPrefix;
+  cfg.concurrency = 16;  // 8 per loop: 200 jobs need both loops
+  cfg.threads = 2;
+  cfg.consumer = "threaded";
+  cfg.job_retry_delays = {};
+  asio::io_context io;
+  Engine threaded(io, cfg);
+  threaded.start();
+  std::thread loop([&] { io.run(); });
+  std::vector<std::string> ids;
+  for (int i = 0; i < 200; ++i)
+    ids.push_back(test::push_job(*producer, kPrefix,
+                                 {{"authorization", "Bearer " + api_key},
+                                  {"body", telegram_only(std::to_string(1000 + i))}}));
+  for (const auto& id : ids) {
+    auto r = test::wait_result(*producer, kPrefix, id);
+    ASSERT_TRUE(r) << id;
+    EXPECT_EQ(Parsed(*r).str("state"), "delivered");
+  }
+  EXPECT_EQ(mock.request_list("telegram").size(), 200u) << "each job sent once";
+  auto consumers = producer->exec(redis::cmd("XINFO", "CONSUMERS", std::string(kPrefix) + ":jobs",
+                                             "cascade"));
+  std::set<std::string> names;
+  for (const auto& c : consumers.elements)
+    names.insert(c.elements.at(1).str);
+  EXPECT_TRUE(names.count("threaded")) << "loop 0 read";
+  EXPECT_TRUE(names.count("threaded-1")) << "loop 1 read";
+  EXPECT_EQ(threaded.stats().delivered, 200u);
+  asio::post(io, [&] { threaded.stop([&] { io.stop(); }); });
+  loop.join();
 }

@@ -18,7 +18,10 @@
 #include <vector>
 
 #include "auth/store.hpp"
+#include "engine/keyspace.hpp"
 #include "engine/pacer.hpp"
+#include "engine/config.hpp"
+#include "engine/result.hpp"
 #include "redis/connection.hpp"
 #include "redis/sync.hpp"
 #include "util/json.hpp"
@@ -172,10 +175,11 @@ struct Ctl {
   redis::Connection redis;
   auth::Store store;
   std::string prefix;
+  keyspace::Keys keys;
   bool json_out = false;
 
   Ctl(redis::Config cfg, std::string p)
-      : redis(io.get_executor(), cfg), store(redis, p), prefix(std::move(p)) {}
+      : redis(io.get_executor(), cfg), store(redis, p), prefix(p), keys(std::move(p)) {}
 
   redis::Reply exec(redis::Command c) { return run(io, redis.exec(std::move(c))); }
 
@@ -471,10 +475,10 @@ struct Ctl {
     auto body = read_body(a.words[1]);
     std::string last_result = "0-0";
     if (wait_for) {
-      auto last = exec(redis::cmd("XREVRANGE", prefix + ":results", "+", "-", "COUNT", "1"));
+      auto last = exec(redis::cmd("XREVRANGE", keys.results(), "+", "-", "COUNT", "1"));
       if (last.is_array() && !last.elements.empty()) last_result = last.elements[0].elements[0].str;
     }
-    auto c = redis::cmd("XADD", prefix + ":jobs", "*");
+    auto c = redis::cmd("XADD", keys.jobs(), "*");
     if (token) {
       c.push_back("authorization");
       c.push_back("Bearer " + *token);
@@ -503,11 +507,12 @@ struct Ctl {
     }
     auto deadline = std::chrono::steady_clock::now() + *wait_for;
     for (;;) {
-      auto r = exec(redis::cmd("GET", prefix + ":result:" + id.str));
-      if (!r.is_nil() && !r.is_error() &&
-          r.str.find("\"state\":\"retrying\"") == std::string::npos) {
+      auto r = exec(redis::cmd("GET", keys.result(id.str)));
+      // Read as JSON: a metadata value may hold any text.
+      auto state = r.is_nil() || r.is_error() ? std::nullopt : result_state(r.str);
+      if (state && *state != "retrying") {
         std::cout << r.str << "\n";
-        return r.str.find("\"state\":\"delivered\"") != std::string::npos ? 0 : 1;
+        return *state == "delivered" ? 0 : 1;
       }
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
@@ -521,7 +526,7 @@ struct Ctl {
       auto block = std::min<std::int64_t>(left.count(), 1000);
       auto entries =
           run(io, redis.exec(redis::cmd("XREAD", "COUNT", "1000", "BLOCK", std::to_string(block),
-                                        "STREAMS", prefix + ":results", last_result),
+                                        "STREAMS", keys.results(), last_result),
                              std::chrono::milliseconds(block + 5000)));
       if (entries.is_array() && !entries.elements.empty()) {
         const auto& list = entries.elements[0].elements[1].elements;
@@ -534,12 +539,12 @@ struct Ctl {
     if (a.words.size() != 3 || a.words[1] != "show") throw UsageError("usage: job show JOB_ID");
     a.finish();
     const auto& id = a.words[2];
-    auto r = exec(redis::cmd("GET", prefix + ":result:" + id));
+    auto r = exec(redis::cmd("GET", keys.result(id)));
     if (!r.is_nil() && !r.is_error()) {
       std::cout << r.str << "\n";
       return 0;
     }
-    auto queued = exec(redis::cmd("XRANGE", prefix + ":jobs", id, id));
+    auto queued = exec(redis::cmd("XRANGE", keys.jobs(), id, id));
     if (queued.is_error()) throw Failure("bad job id '" + id + "'");
     if (queued.is_array() && !queued.elements.empty()) {
       if (json_out) {
@@ -614,7 +619,7 @@ struct Ctl {
   int dlq(Args& a) {
     if (a.words.size() < 2) throw UsageError("dlq needs list, retry or purge");
     const auto& verb = a.words[1];
-    const auto dead_key = prefix + ":dead";
+    const auto dead_key = keys.dead();
     if (verb == "list") {
       auto count = a.get("--count").value_or("20");
       auto before = a.get("--before");
@@ -687,21 +692,30 @@ struct Ctl {
           auto id = field_of(f, "id");
           if (id.empty() || (!all && id != only)) continue;
           // Back onto the stream under the job's original id (results stay keyed by it),
-          // atomically; its result becomes a provisional "retrying" one, which is what lets
-          // the worker accept the entry's cascade-job-id and run it again.
-          auto xadd = redis::cmd("XADD", prefix + ":jobs", "*");
+          // atomically, with a fresh resume token stored beside the job: the worker trusts
+          // the entry's job id only with that token. Its result becomes a provisional
+          // "retrying" one until the job runs.
+          auto xadd = redis::cmd("XADD", keys.jobs(), "*");
           for (const auto& [k, v] : f) {
-            if (internal_dead_field(k) || k.starts_with("cascade-job-")) continue;
+            if (internal_dead_field(k) || k.starts_with(keyspace::internal_prefix)) continue;
             xadd.push_back(k);
             xadd.push_back(v);
           }
-          xadd.push_back("cascade-job-id");
-          xadd.push_back(id);
-          auto replies = run(
-              io, redis.exec_batch(redis::batch(
-                      redis::cmd("MULTI"), std::move(xadd),
-                      redis::cmd("SET", prefix + ":result:" + id, provisional(id), "EX", "86400"),
-                      redis::cmd("XDEL", dead_key, e.elements[0].str), redis::cmd("EXEC"))));
+          keyspace::ResumeRecord resume;
+          resume.token = keyspace::new_resume_token();
+          resume.account = result_string(field_of(f, "result"), "account").value_or("");
+          keyspace::append_resume_fields(xadd, id, resume.token);
+          auto ttl = std::to_string(cascade::EngineConfig{}.result_ttl.count());
+          std::vector<redis::Command> tx;
+          tx.push_back(redis::cmd("MULTI"));
+          tx.push_back(std::move(xadd));
+          for (auto& c : keyspace::write_resume(keys, id, resume,
+                                                cascade::EngineConfig{}.progress_ttl.count()))
+            tx.push_back(std::move(c));
+          tx.push_back(redis::cmd("SET", keys.result(id), provisional(id), "EX", ttl));
+          tx.push_back(redis::cmd("XDEL", dead_key, e.elements[0].str));
+          tx.push_back(redis::cmd("EXEC"));
+          auto replies = run(io, redis.exec_batch(std::move(tx)));
           if (replies.back().is_error() || replies.back().is_nil())
             throw Failure("retrying " + id + " failed: " + replies.back().str);
           retried.push_back(id);
@@ -757,20 +771,20 @@ struct Ctl {
     // Rates: jobs submitted and finished during `window` (0: not measured).
     double submitted = 0, finished = 0;
     if (window->count() > 0) {
-      auto j0 = entries_added(prefix + ":jobs");
-      auto r0 = entries_added(prefix + ":results");
+      auto j0 = entries_added(keys.jobs());
+      auto r0 = entries_added(keys.results());
       std::this_thread::sleep_for(*window);
       double secs = std::chrono::duration<double>(*window).count();
-      submitted = static_cast<double>(entries_added(prefix + ":jobs") - j0) / secs;
-      finished = static_cast<double>(entries_added(prefix + ":results") - r0) / secs;
+      submitted = static_cast<double>(entries_added(keys.jobs()) - j0) / secs;
+      finished = static_cast<double>(entries_added(keys.results()) - r0) / secs;
     }
     auto replies = run(
         io,
         redis.exec_batch(redis::batch(
-            redis::cmd("XLEN", prefix + ":jobs"), redis::cmd("XPENDING", prefix + ":jobs", group),
-            redis::cmd("ZCARD", prefix + ":retry"),
-            redis::cmd("ZCOUNT", prefix + ":retry", "-inf", std::to_string(now_unix_ms())),
-            redis::cmd("XLEN", prefix + ":dead"), redis::cmd("XLEN", prefix + ":results"))));
+            redis::cmd("XLEN", keys.jobs()), redis::cmd("XPENDING", keys.jobs(), group),
+            redis::cmd("ZCARD", keys.retry_due()),
+            redis::cmd("ZCOUNT", keys.retry_due(), "-inf", std::to_string(now_unix_ms())),
+            redis::cmd("XLEN", keys.dead()), redis::cmd("XLEN", keys.results()))));
     std::int64_t queue = replies[0].integer;
     std::int64_t in_flight = 0;  // read by a worker, not yet acked (NOGROUP: none)
     if (replies[1].is_array() && !replies[1].elements.empty())

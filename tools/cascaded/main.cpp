@@ -24,7 +24,11 @@ options (each has an environment twin; the flag wins):
   --redis URL              redis://[[user]:password@]host[:port][/db]
                            (CASCADE_REDIS_URL, default redis://127.0.0.1:6379/0)
   --prefix P               key prefix (CASCADE_PREFIX, default cascade)
-  --concurrency N          jobs in flight at most (CASCADE_CONCURRENCY, default 1024)
+  --concurrency N          jobs in flight at most, all threads together (CASCADE_CONCURRENCY,
+                           default 1024)
+  --threads N              event loops, each with its own Redis connections, verifier cache,
+                           HTTP/SMTP pools and an equal share of --concurrency; shard i > 0
+                           reads as <consumer>-<i> (CASCADE_THREADS, default 1)
   --consumer NAME          consumer name in the group (CASCADE_CONSUMER, default host-pid)
   --group NAME             consumer group (CASCADE_GROUP, default cascade)
   --attempt-timeout D      deadline of one try on one channel (CASCADE_ATTEMPT_TIMEOUT, 10s)
@@ -83,6 +87,7 @@ int main(int argc, char** argv) {
       {"--redis", "CASCADE_REDIS_URL"},
       {"--prefix", "CASCADE_PREFIX"},
       {"--concurrency", "CASCADE_CONCURRENCY"},
+      {"--threads", "CASCADE_THREADS"},
       {"--consumer", "CASCADE_CONSUMER"},
       {"--group", "CASCADE_GROUP"},
       {"--attempt-timeout", "CASCADE_ATTEMPT_TIMEOUT"},
@@ -125,6 +130,9 @@ int main(int argc, char** argv) {
   if (cfg.prefix.empty()) die("--prefix must not be empty");
   if (opt.count("--concurrency")) cfg.concurrency = to_size("--concurrency", opt["--concurrency"]);
   if (cfg.concurrency == 0) die("--concurrency must be at least 1");
+  if (opt.count("--threads")) cfg.threads = to_size("--threads", opt["--threads"]);
+  if (cfg.threads == 0 || cfg.threads > 256) die("--threads must be from 1 to 256");
+  if (cfg.concurrency < cfg.threads) die("--concurrency must be at least --threads");
   if (opt.count("--consumer")) cfg.consumer = opt["--consumer"];
   if (opt.count("--group")) cfg.group = opt["--group"];
   if (opt.count("--attempt-timeout"))
