@@ -203,6 +203,7 @@ local new_record = prefix .. ':apikey:' .. new_hex
 redis.call('HSET', new_record, 'status', 'active', 'rotated_at', ARGV[5], unpack(copy))
 redis.call('SET', KEYS[1], new_hex)
 redis.call('SADD', KEYS[2], new_hex)
+redis.call('PUBLISH', events, 'apikey ' .. new_hex)
 return redis.call('HGETALL', new_record)
 )lua");
 
@@ -279,7 +280,9 @@ asio::awaitable<NewApiKey> Store::create_api_key(ApiKey record) {
                  std::to_string(record.expires_ms), "rate", record.rate),
       redis::cmd("SET", key("apikey-id", record.id), hex),
       redis::cmd("SADD", key("apikey-digests", record.id), hex),
-      redis::cmd("SADD", key("account", record.account) + ":apikeys", record.id)));
+      redis::cmd("SADD", key("account", record.account) + ":apikeys", record.id),
+      // Verifiers remember unknown digests for a moment: this one exists now.
+      redis::cmd("PUBLISH", events_channel(), "apikey " + hex)));
   for (auto& r : replies)
     check(r);
   out.record = std::move(record);
@@ -387,7 +390,9 @@ asio::awaitable<NewChannelKey> Store::create_channel_key(ChannelKey record) {
   }
   auto replies = co_await redis_.exec_batch(
       redis::batch(std::move(hset), redis::cmd("SET", key("chkey-id", record.id), hex),
-                   redis::cmd("SADD", key("account", record.account) + ":chkeys", record.id)));
+                   redis::cmd("SADD", key("account", record.account) + ":chkeys", record.id),
+                   // Verifiers remember unknown digests for a moment: this one exists now.
+                   redis::cmd("PUBLISH", events_channel(), "chkey " + hex)));
   for (auto& r : replies)
     check(r);
   out.record = std::move(record);
