@@ -61,11 +61,14 @@ class VerifierLookups : public ::testing::Test {
     make_verifier({});
   }
 
-  void make_verifier(auth::VerifierConfig config) {
+  void make_verifier(auth::VerifierConfig config,
+                     std::chrono::milliseconds request_timeout = 5000ms) {
     verifier.reset();
     store.reset();
     conn.reset();
-    conn = std::make_unique<redis::Connection>(io.get_executor(), *redis::parse_url(redis.url()));
+    auto cfg = *redis::parse_url(redis.url());
+    cfg.request_timeout = request_timeout;
+    conn = std::make_unique<redis::Connection>(io.get_executor(), cfg);
     store = std::make_unique<auth::Store>(*conn, kPrefix);
     verifier = std::make_unique<auth::Verifier>(*store, *conn, config);
     // Connected before anything is counted or paused.
@@ -343,4 +346,24 @@ TEST_F(VerifierLookups, CreatingAKeyAnnouncesItsDigest) {
   producer->exec(redis::cmd("PUBLISH", store->events_channel(), "apikey " + hex_of(made.key)));
   ASSERT_TRUE(wait_heard("apikey " + hex_of(made.key)));
   EXPECT_EQ(one(made.key), 200);
+}
+
+// A shared read that fails (Redis does not answer in time) fails every job that waited for
+// it — the engine re-runs them — rather than telling any of them the key is unknown; and
+// nothing of it is cached: the next job reads again and passes.
+TEST_F(VerifierLookups, FailedSharedLookupFailsEveryWaiter) {
+  make_verifier({}, 200ms);
+  verifier->set_cache_live(true);
+  producer->exec(redis::cmd("CLIENT", "PAUSE", "600", "ALL"));
+  for (int i = 0; i < 64; ++i)
+    spawn(api_key, both_channels());
+  run_all();
+  for (auto status : results)
+    EXPECT_EQ(status, -1) << "a job got a verdict from a read that failed";
+  EXPECT_EQ(verifier->stats().lookups, 1u);
+  EXPECT_EQ(verifier->stats().coalesced, 63u);
+  EXPECT_EQ(verifier->cached_api_keys(), 0u);
+  std::this_thread::sleep_for(500ms);  // the pause ends
+  EXPECT_EQ(one(api_key, both_channels()), 200);
+  EXPECT_EQ(verifier->stats().lookups, 4u) << "read again: the key and both channel keys";
 }
