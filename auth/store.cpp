@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "redis/connection.hpp"
+#include "redis/script.hpp"
 #include "util/time.hpp"
 
 namespace asio = boost::asio;
@@ -121,6 +122,95 @@ void check(const redis::Reply& r) {
   if (r.is_error()) throw redis::Error("redis: " + r.str);
 }
 
+// A glob pattern (SCAN MATCH) that matches `s` literally.
+std::string glob_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// Every secret ever issued for an API key id has its own record (P:apikey:<digest>) and
+// its digest in P:apikey-digests:<id>. A status change must reach all of them at once:
+// revoking only the digest P:apikey-id:<id> points to would leave a rotated key's old
+// secret working through its grace period. Both scripts also take the digests of keys
+// from before that set existed (ARGV tail), found by a scan, and add them to it.
+
+// KEYS[1] P:apikey-id:<id>, KEYS[2] P:apikey-digests:<id>; ARGV[1] prefix, ARGV[2] events
+// channel, ARGV[3..] older digests. Marks every record revoked and announces each digest.
+const redis::Script kRevokeApiKey(R"lua(
+local current = redis.call('GET', KEYS[1])
+if not current then return redis.error_reply('CASCADE_NO_KEY') end
+for i = 3, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
+redis.call('SADD', KEYS[2], current)
+local revoked = 0
+for _, hex in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local record = ARGV[1] .. ':apikey:' .. hex
+  if redis.call('EXISTS', record) == 1 then
+    redis.call('HSET', record, 'status', 'revoked')
+    revoked = revoked + 1
+  end
+  redis.call('PUBLISH', ARGV[2], 'apikey ' .. hex)
+end
+return revoked
+)lua");
+
+// KEYS as above; ARGV[1] prefix, ARGV[2] events channel, ARGV[3] new digest, ARGV[4] grace
+// (ms), ARGV[5] now (unix ms), ARGV[6..] older digests. Refuses a revoked or expired key
+// (so nothing revoked comes back); every earlier secret still active stops at now + grace
+// (at once with no grace: revoked), so after a rotation only the new secret outlives the
+// grace period. The new record copies the current one. Replies with the new record.
+const redis::Script kRotateApiKey(R"lua(
+local prefix, events = ARGV[1], ARGV[2]
+local new_hex, grace, now = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local current = redis.call('GET', KEYS[1])
+if not current then return redis.error_reply('CASCADE_NO_KEY') end
+local fields = redis.call('HGETALL', prefix .. ':apikey:' .. current)
+local f = {}
+for i = 1, #fields, 2 do f[fields[i]] = fields[i + 1] end
+if f['status'] ~= 'active' then return redis.error_reply('CASCADE_REVOKED') end
+local expires = tonumber(f['expires'] or '0') or 0
+if expires ~= 0 and now >= expires then return redis.error_reply('CASCADE_EXPIRED') end
+for i = 6, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
+redis.call('SADD', KEYS[2], current)
+local cutoff = now + grace
+for _, hex in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local old = prefix .. ':apikey:' .. hex
+  if redis.call('HGET', old, 'status') == 'active' then
+    if grace <= 0 then
+      redis.call('HSET', old, 'status', 'revoked')
+    else
+      local e = tonumber(redis.call('HGET', old, 'expires') or '0') or 0
+      if e == 0 or e > cutoff then
+        redis.call('HSET', old, 'expires', string.format('%d', cutoff))
+      end
+      redis.call('HSET', old, 'rotated', '1')
+    end
+    redis.call('PUBLISH', events, 'apikey ' .. hex)
+  end
+end
+local copy = {}
+for i = 1, #fields, 2 do
+  local name = fields[i]
+  if name ~= 'status' and name ~= 'rotated' and name ~= 'rotated_at' then
+    copy[#copy + 1] = name
+    copy[#copy + 1] = fields[i + 1]
+  end
+end
+local new_record = prefix .. ':apikey:' .. new_hex
+redis.call('HSET', new_record, 'status', 'active', 'rotated_at', ARGV[5], unpack(copy))
+redis.call('SET', KEYS[1], new_hex)
+redis.call('SADD', KEYS[2], new_hex)
+redis.call('PUBLISH', events, 'apikey ' .. new_hex)
+return redis.call('HGETALL', new_record)
+)lua");
+
+bool has_code(const redis::Reply& r, std::string_view code) {
+  return r.is_error() && r.str.find(code) != std::string::npos;
+}
+
 }  // namespace
 
 Store::Store(redis::Connection& redis, std::string prefix)
@@ -189,7 +279,10 @@ asio::awaitable<NewApiKey> Store::create_api_key(ApiKey record) {
                  "status", record.status, "created", std::to_string(record.created_ms), "expires",
                  std::to_string(record.expires_ms), "rate", record.rate),
       redis::cmd("SET", key("apikey-id", record.id), hex),
-      redis::cmd("SADD", key("account", record.account) + ":apikeys", record.id)));
+      redis::cmd("SADD", key("apikey-digests", record.id), hex),
+      redis::cmd("SADD", key("account", record.account) + ":apikeys", record.id),
+      // Verifiers remember unknown digests for a moment: this one exists now.
+      redis::cmd("PUBLISH", events_channel(), "apikey " + hex)));
   for (auto& r : replies)
     check(r);
   out.record = std::move(record);
@@ -212,49 +305,63 @@ asio::awaitable<std::vector<ApiKey>> Store::list_api_keys(std::string account) {
   co_return out;
 }
 
-asio::awaitable<void> Store::revoke_api_key(std::string id) {
-  auto hex = co_await redis_.exec(redis::cmd("GET", key("apikey-id", id)));
-  if (hex.is_nil()) throw StoreError("no API key " + id);
-  for (auto& r : co_await redis_.exec_batch(
-           redis::batch(redis::cmd("HSET", key("apikey", hex.str), "status", "revoked"),
-                        redis::cmd("PUBLISH", events_channel(), "apikey " + hex.str))))
+asio::awaitable<std::vector<std::string>> Store::unindexed_api_key_digests(std::string id) {
+  auto exists = co_await redis_.exec_batch(redis::batch(
+      redis::cmd("EXISTS", key("apikey-digests", id)), redis::cmd("EXISTS", key("apikey-id", id))));
+  for (const auto& r : exists)
     check(r);
+  // Indexed, or no such key (the script says so).
+  if (exists[0].integer == 1 || exists[1].integer == 0) co_return std::vector<std::string>{};
+  // A key from before the index: find its records (a rotated key has several) by their
+  // id field. One pass over the API key records, once per such key.
+  std::vector<std::string> found;
+  auto pattern = glob_escape(prefix_) + ":apikey:*";
+  auto hex_at = prefix_.size() + std::string_view(":apikey:").size();
+  std::string cursor = "0";
+  do {
+    auto page = co_await redis_.exec(redis::cmd("SCAN", cursor, "MATCH", pattern, "COUNT", "1000"));
+    check(page);
+    if (page.elements.size() != 2) throw redis::Error("redis: unexpected SCAN reply");
+    cursor = page.elements[0].str;
+    std::vector<redis::Command> gets;
+    for (const auto& name : page.elements[1].elements)
+      gets.push_back(redis::cmd("HGET", name.str, "id"));
+    if (gets.empty()) continue;
+    auto ids = co_await redis_.exec_batch(std::move(gets));
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      const auto& name = page.elements[1].elements[i].str;
+      if (ids[i].str == id && name.size() == hex_at + 64) found.push_back(name.substr(hex_at));
+    }
+  } while (cursor != "0");
+  co_return found;
+}
+
+asio::awaitable<void> Store::revoke_api_key(std::string id) {
+  auto args = redis::cmd(prefix_, events_channel());
+  for (auto& hex : co_await unindexed_api_key_digests(id))
+    args.push_back(std::move(hex));
+  auto keys = redis::cmd(key("apikey-id", id), key("apikey-digests", id));
+  auto r = co_await kRevokeApiKey.run(redis_, std::move(keys), std::move(args));
+  if (has_code(r, "CASCADE_NO_KEY")) throw StoreError("no API key " + id);
+  check(r);
 }
 
 asio::awaitable<NewApiKey> Store::rotate_api_key(std::string id, std::chrono::milliseconds grace) {
-  auto hex = co_await redis_.exec(redis::cmd("GET", key("apikey-id", id)));
-  if (hex.is_nil()) throw StoreError("no API key " + id);
-  auto old =
-      api_key_from(fields_of(co_await redis_.exec(redis::cmd("HGETALL", key("apikey", hex.str)))));
-  if (!old || old->status != "active") throw StoreError("API key " + id + " is revoked");
-  auto now = now_unix_ms();
-  if (old->expires_ms != 0 && now >= old->expires_ms)
-    throw StoreError("API key " + id + " has expired");
   NewApiKey out;
   out.key = generate_key(KeyKind::api);
-  out.record = *old;
-  auto new_hex = to_hex(sha256(out.key));
-  // The old key keeps working until the grace period ends (never past its own expiry);
-  // with no grace it is revoked at once. Both records share the key id, so usage and
-  // listing stay continuous.
-  auto old_update =
-      grace.count() <= 0
-          ? redis::cmd("HSET", key("apikey", hex.str), "status", "revoked")
-          : redis::cmd("HSET", key("apikey", hex.str), "expires",
-                       std::to_string(old->expires_ms == 0
-                                          ? now + grace.count()
-                                          : std::min(old->expires_ms, now + grace.count())),
-                       "rotated", "1");
-  auto replies = co_await redis_.exec_batch(redis::batch(
-      redis::cmd("HSET", key("apikey", new_hex), "id", old->id, "account", old->account, "name",
-                 old->name, "scopes", join(old->scopes), "channels", join(old->channels), "status",
-                 "active", "created", std::to_string(old->created_ms), "expires",
-                 std::to_string(old->expires_ms), "rate", old->rate, "rotated_at",
-                 std::to_string(now)),
-      std::move(old_update), redis::cmd("SET", key("apikey-id", id), new_hex),
-      redis::cmd("PUBLISH", events_channel(), "apikey " + hex.str)));
-  for (auto& r : replies)
-    check(r);
+  auto grace_ms = std::max<std::int64_t>(grace.count(), 0);
+  auto args = redis::cmd(prefix_, events_channel(), to_hex(sha256(out.key)),
+                         std::to_string(grace_ms), std::to_string(now_unix_ms()));
+  for (auto& hex : co_await unindexed_api_key_digests(id))
+    args.push_back(std::move(hex));
+  auto keys = redis::cmd(key("apikey-id", id), key("apikey-digests", id));
+  auto r = co_await kRotateApiKey.run(redis_, std::move(keys), std::move(args));
+  if (has_code(r, "CASCADE_NO_KEY")) throw StoreError("no API key " + id);
+  if (has_code(r, "CASCADE_REVOKED")) throw StoreError("API key " + id + " is revoked");
+  if (has_code(r, "CASCADE_EXPIRED")) throw StoreError("API key " + id + " has expired");
+  auto record = api_key_from(fields_of(r));
+  if (!record) throw redis::Error("redis: rotation returned no record");
+  out.record = std::move(*record);
   co_return out;
 }
 
@@ -283,7 +390,9 @@ asio::awaitable<NewChannelKey> Store::create_channel_key(ChannelKey record) {
   }
   auto replies = co_await redis_.exec_batch(
       redis::batch(std::move(hset), redis::cmd("SET", key("chkey-id", record.id), hex),
-                   redis::cmd("SADD", key("account", record.account) + ":chkeys", record.id)));
+                   redis::cmd("SADD", key("account", record.account) + ":chkeys", record.id),
+                   // Verifiers remember unknown digests for a moment: this one exists now.
+                   redis::cmd("PUBLISH", events_channel(), "chkey " + hex)));
   for (auto& r : replies)
     check(r);
   out.record = std::move(record);

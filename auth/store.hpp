@@ -6,7 +6,9 @@
 //   P:account:<id>            HASH name status created
 //   P:accounts                SET  account ids
 //   P:apikey:<sha256 hex>     HASH id account name scopes channels status created expires rate
-//   P:apikey-id:<id>          STRING sha256 hex of that key
+//   P:apikey-id:<id>          STRING sha256 hex of that key's current secret
+//   P:apikey-digests:<id>     SET  sha256 hex of every secret ever issued for that id
+//                                  (create and rotate add; revoke reaches them all)
 //   P:account:<id>:apikeys    SET  key ids
 //   P:chkey:<sha256 hex>      HASH id account type name status created s.<setting>...
 //   P:chkey-id:<id>           STRING sha256 hex
@@ -60,8 +62,11 @@ class Store {
   // StoreError when the account (or a restricted channel key) does not exist.
   boost::asio::awaitable<NewApiKey> create_api_key(ApiKey record);
   boost::asio::awaitable<std::vector<ApiKey>> list_api_keys(std::string account);
+  // Revokes every secret ever issued for key `id` (a rotated key's old secrets too), in
+  // one atomic step, and announces each digest.
   boost::asio::awaitable<void> revoke_api_key(std::string id);
-  // A new secret for key `id`; the old one keeps working for `grace` (0: stops at once).
+  // A new secret for key `id`; every earlier secret keeps working for `grace` at most
+  // (0: they stop at once). Refused for a revoked or expired key.
   boost::asio::awaitable<NewApiKey> rotate_api_key(std::string id, std::chrono::milliseconds grace);
   // Usage counters of key `id` (accepted, delivered, failed, rejected, last_used ms).
   boost::asio::awaitable<std::map<std::string, std::int64_t>> usage(std::string id);
@@ -82,6 +87,9 @@ class Store {
 
  private:
   std::string key(std::string_view a, std::string_view b) const;
+  // Digests of key `id` missing from P:apikey-digests:<id> because they were issued
+  // before that set existed (empty when the set exists).
+  boost::asio::awaitable<std::vector<std::string>> unindexed_api_key_digests(std::string id);
   redis::Connection& redis_;
   std::string prefix_;
 };

@@ -42,9 +42,10 @@ constexpr const char* kUsage = R"(usage: cascadectl [--redis URL] [--prefix P] [
                 [--channels CK_ID,...] [--expires-in 30d] [--rate 100/s[:burst]|N/m]
                                                   -> key id and the key, shown once
   apikey list --account ID                        -> keys with usage (never the secret)
-  apikey revoke KEY_ID
-  apikey rotate KEY_ID [--grace 24h]              -> new key, shown once; the old one
-                                                     works until the grace ends (default 0)
+  apikey revoke KEY_ID                            -> every secret of the key stops,
+                                                     rotated ones still in their grace too
+  apikey rotate KEY_ID [--grace 24h]              -> new key, shown once; the old ones
+                                                     work until the grace ends (default 0)
   channel create --account ID --type whatsapp|waba|telegram|email --name NAME
                  [--api-base URL] [--rate N/s[:burst]] [--on-unknown retry|fail]
                  [provider options]
