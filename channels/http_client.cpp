@@ -16,10 +16,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/intrusive/list.hpp>
 
 #include <cerrno>
 #include <deque>
-#include <list>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -103,19 +103,26 @@ struct Conn {
   }
 };
 
-// A request waiting for a slot. release() grants it a slot (conn == nullptr: open a new
-// connection) or an idle connection, and wakes it by cancelling its timer.
-struct Waiter {
+// A request waiting for a slot, linked into its pool's FIFO. release() unlinks the first
+// one, grants it a slot (conn == nullptr: open a new connection) or an idle connection, and
+// wakes it by cancelling its timer. A waiter that goes away ungranted (timeout, cancellation)
+// unlinks itself: both are O(1) whatever the queue's length (thousands of requests may
+// wait on one origin, and a linear removal per request made the queue quadratic).
+struct Waiter
+    : boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
   explicit Waiter(const asio::any_io_executor& ex) : timer(ex) {}
   asio::steady_timer timer;
   std::unique_ptr<Conn> conn;
-  bool granted = false;
+  bool granted = false;  // stays set once granted
+  bool taken = false;    // the grant went to the request's Lease
 };
+// auto_unlink needs a list without a size counter: size() would be O(n), never call it.
+using WaiterQueue = boost::intrusive::list<Waiter, boost::intrusive::constant_time_size<false>>;
 
 struct Pool {
   std::deque<std::unique_ptr<Conn>> idle;  // back = most recently used (reused first)
   std::size_t leased = 0;                  // connections in use or being opened
-  std::list<Waiter*> waiters;              // FIFO of requests waiting for a slot
+  WaiterQueue waiters;                     // FIFO of requests waiting for a slot
 };
 
 struct Exchange {
@@ -205,18 +212,18 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
   class Queued {
    public:
     Queued(Impl& impl, Pool& pool) : impl_(impl), pool_(pool), waiter_(impl.ex) {
-      pool_.waiters.push_back(&waiter_);
+      pool_.waiters.push_back(waiter_);
     }
     Queued(const Queued&) = delete;
     Queued& operator=(const Queued&) = delete;
     ~Queued() {
-      if (waiter_.granted) {
+      if (waiter_.granted && !waiter_.taken) {
         // Granted, but the request gave up (cancelled) before using it: pass it on.
         bool reusable = waiter_.conn != nullptr;
         impl_.release(pool_, std::move(waiter_.conn), reusable);
-      } else {
-        pool_.waiters.remove(&waiter_);
       }
+      // Never granted: still linked, and leaves the queue in O(1).
+      if (waiter_.is_linked()) waiter_.unlink();
     }
     Waiter& waiter() { return waiter_; }
 
@@ -377,7 +384,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     w.timer.expires_at(deadline);
     auto [ec] = co_await w.timer.async_wait(use_tuple);
     if (w.granted) {  // the grant wins over a timeout or cancellation that raced with it
-      w.granted = false;
+      w.taken = true;
       lease.hold(std::move(w.conn));  // the slot was transferred: leased is unchanged
       co_return Error::none;
     }
@@ -392,11 +399,11 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
       conn.reset();
     }
     if (!pool.waiters.empty()) {
-      Waiter* w = pool.waiters.front();
+      Waiter& w = pool.waiters.front();
       pool.waiters.pop_front();
-      w->granted = true;
-      w->conn = std::move(conn);
-      w->timer.cancel();
+      w.granted = true;
+      w.conn = std::move(conn);
+      w.timer.cancel();
       return;
     }
     --pool.leased;

@@ -479,6 +479,143 @@ TEST(HttpClient, CancelledWaiterLeavesQueue) {
   EXPECT_EQ(server.requests(), 2);
 }
 
+// A gate the server's script can block on (the server has one thread: while it waits,
+// the connection it serves gets no answer).
+class Gate {
+ public:
+  void wait() {
+    std::unique_lock lock(mutex_);
+    open_cv_.wait(lock, [&] { return open_; });
+  }
+  void open() {
+    {
+      std::lock_guard lock(mutex_);
+      open_ = true;
+    }
+    open_cv_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable open_cv_;
+  bool open_ = false;
+};
+
+// 200 requests queue behind one busy connection; every third is cancelled and every
+// seventh times out while queued. They leave the middle of the queue; the others are
+// served in their order on the one connection, and nothing written was lost.
+TEST(HttpClient, CancelledWaitersLeaveTheMiddleOfALongQueue) {
+  constexpr int n = 200;
+  Gate gate;
+  std::mutex seen_mutex;
+  std::vector<std::string> served;  // bodies in the order the server saw them
+  TestServer server([&](const Seen& s) {
+    if (s.body == "first") gate.wait();
+    std::lock_guard lock(seen_mutex);
+    served.push_back(s.body);
+    return Reply{};
+  });
+  asio::io_context ioc;
+  HttpClientConfig cfg;
+  cfg.max_connections_per_host = 1;
+  HttpClient client(ioc.get_executor(), cfg);
+  auto request = [&](std::string body, std::chrono::milliseconds timeout) {
+    auto r = make_request(server.base(), timeout);
+    r.body = std::move(body);
+    return r;
+  };
+  std::optional<HttpResponse> first;
+  asio::co_spawn(ioc, client.send(request("first", 10s)),
+                 [&](std::exception_ptr, HttpResponse r) { first = std::move(r); });
+  std::vector<asio::cancellation_signal> signals(n);
+  std::vector<std::optional<HttpResponse>> out(n);
+  auto cancelled = [](int i) { return i % 3 == 0; };
+  auto times_out = [&](int i) { return !cancelled(i) && i % 7 == 0; };
+  for (int i = 0; i < n; ++i)
+    asio::co_spawn(ioc, client.send(request(std::to_string(i), times_out(i) ? 100ms : 10s)),
+                   asio::bind_cancellation_slot(
+                       signals[i].slot(),
+                       [&out, i](std::exception_ptr, HttpResponse r) { out[i] = std::move(r); }));
+  run_until(ioc, [&] { return server.requests() == 1; });  // "first" holds the connection
+  for (int i = 0; i < n; ++i)
+    if (cancelled(i)) signals[i].emit(asio::cancellation_type::terminal);
+  auto left = [&] {
+    for (int i = 0; i < n; ++i)
+      if ((cancelled(i) || times_out(i)) && !out[i]) return false;
+    return true;
+  };
+  run_until(ioc, left);
+  ASSERT_TRUE(left());
+  gate.open();
+  run_until(ioc, [&] {
+    if (!first) return false;
+    for (auto& o : out)
+      if (!o) return false;
+    return true;
+  });
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->status, 200);
+  std::vector<std::string> expected{"first"};
+  for (int i = 0; i < n; ++i) {
+    ASSERT_TRUE(out[i]) << i;
+    if (cancelled(i)) {
+      EXPECT_EQ(out[i]->error, HttpResponse::Error::cancelled) << i;
+      EXPECT_FALSE(out[i]->request_written) << i;
+    } else if (times_out(i)) {
+      EXPECT_EQ(out[i]->error, HttpResponse::Error::timeout) << i;
+      EXPECT_FALSE(out[i]->request_written) << i;
+    } else {
+      EXPECT_EQ(out[i]->error, HttpResponse::Error::none) << i << ": " << out[i]->error_text;
+      expected.push_back(std::to_string(i));
+    }
+  }
+  std::lock_guard lock(seen_mutex);
+  EXPECT_EQ(served, expected);  // FIFO among those still waiting
+  EXPECT_EQ(client.connections_opened(), 1u);
+  EXPECT_EQ(client.idle_connections(), 1u);
+}
+
+// The connection is granted to a queued request in the same turn as that request is
+// cancelled (its cancellation is emitted from the completion of the request that freed
+// the connection). Whichever wins, the cancelled request ends as cancelled, unwritten, and
+// its slot passes on: the request queued behind it is served.
+TEST(HttpClient, GrantRacingCancellationPassesTheSlotOn) {
+  TestServer server([](const Seen&) { return Reply{}; });
+  asio::io_context ioc;
+  HttpClientConfig cfg;
+  cfg.max_connections_per_host = 1;
+  HttpClient client(ioc.get_executor(), cfg);
+  asio::cancellation_signal cancel_b;
+  std::optional<HttpResponse> a, b, c;
+  asio::co_spawn(ioc, client.send(make_request(server.base())),
+                 [&](std::exception_ptr, HttpResponse r) {
+                   a = std::move(r);
+                   cancel_b.emit(asio::cancellation_type::terminal);
+                 });
+  asio::co_spawn(
+      ioc, client.send(make_request(server.base())),
+      asio::bind_cancellation_slot(cancel_b.slot(), [&](std::exception_ptr e, HttpResponse r) {
+        EXPECT_FALSE(e);
+        b = std::move(r);
+      }));
+  asio::co_spawn(ioc, client.send(make_request(server.base())),
+                 [&](std::exception_ptr, HttpResponse r) { c = std::move(r); });
+  run_until(ioc, [&] { return a && b && c; });
+  ASSERT_TRUE(a && b && c);
+  EXPECT_EQ(a->status, 200);
+  EXPECT_EQ(b->error, HttpResponse::Error::cancelled) << b->error_text;
+  EXPECT_FALSE(b->request_written);
+  EXPECT_EQ(c->error, HttpResponse::Error::none) << c->error_text;
+  EXPECT_EQ(c->status, 200);
+  EXPECT_EQ(server.requests(), 2);
+  EXPECT_LE(client.connections_opened(), 2u);
+  // Nothing leaked: the slot is free again and one more request goes through at once.
+  run(ioc, [&]() -> asio::awaitable<void> {
+    auto r = co_await client.send(make_request(server.base()));
+    EXPECT_EQ(r.status, 200);
+  });
+}
+
 // Idle connections are closed once idle_timeout passes (waiting here is the behaviour
 // under test, not synchronisation).
 TEST(HttpClient, IdleConnectionsExpire) {
