@@ -176,12 +176,29 @@ class Queued {
   Abandon abandon_;
 };
 
+// How one request/response exchange ended; the response itself goes straight into the
+// HttpResponse (no message object outlives the parser: frames of requests in flight stay
+// small when thousands wait on a slow provider).
 struct Exchange {
   error_code ec;
   bool got_bytes = false;  // some response bytes arrived
   bool keep_alive = false;
-  http::response<http::string_body> response;
 };
+
+// Its own coroutine so that the serializer (~400 bytes) is gone while the response is
+// awaited: thousands of requests may wait on a slow provider at once.
+template <class Stream>
+asio::awaitable<error_code> write_request(Stream& stream,
+                                          const http::request<http::string_body>& msg,
+                                          HttpResponse& resp) {
+  // Beast reports operation_aborted when a cancellation raced with the last write even
+  // though every byte went out; the serializer knows the truth, and "written" must be
+  // exact (it decides whether an outcome is unknown).
+  http::request_serializer<http::string_body> serializer(msg);
+  auto [wec, wn] = co_await http::async_write(stream, serializer, use_tuple);
+  if (serializer.is_done()) resp.request_written = true;
+  co_return wec;
+}
 
 template <class Stream>
 asio::awaitable<Exchange> exchange(Stream& stream, Conn& conn,
@@ -190,13 +207,7 @@ asio::awaitable<Exchange> exchange(Stream& stream, Conn& conn,
                                    HttpResponse& resp) {
   Exchange x;
   conn.tcp().expires_at(deadline);
-  // Beast reports operation_aborted when a cancellation raced with the last write even
-  // though every byte went out; the serializer knows the truth, and "written" must be
-  // exact (it decides whether an outcome is unknown).
-  http::request_serializer<http::string_body> serializer(msg);
-  auto [wec, wn] = co_await http::async_write(stream, serializer, use_tuple);
-  if (serializer.is_done()) resp.request_written = true;
-  if (wec) {
+  if (auto wec = co_await write_request(stream, msg, resp)) {
     x.ec = wec;
     co_return x;
   }
@@ -212,7 +223,16 @@ asio::awaitable<Exchange> exchange(Stream& stream, Conn& conn,
   // A complete response is the provider's answer even if a cancellation raced with it;
   // but then the connection is not trusted for reuse.
   x.keep_alive = !rec && parser.keep_alive();
-  x.response = parser.release();
+  auto& res = parser.get();
+  resp.status = static_cast<int>(res.result_int());
+  resp.body = std::move(res.body());
+  resp.headers.reserve(static_cast<std::size_t>(std::distance(res.begin(), res.end())));
+  for (const auto& field : res) {
+    std::string name(field.name_string());
+    for (auto& ch : name)
+      ch = lower(ch);
+    resp.headers.emplace_back(std::move(name), std::string(field.value()));
+  }
   co_return x;
 }
 
@@ -279,7 +299,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
   static asio::awaitable<HttpResponse> send(std::shared_ptr<Impl> self, HttpRequest request) {
     HttpResponse resp;
     try {
-      co_await self->run(std::move(request), resp);
+      co_await self->run(request, resp);
     } catch (const boost::system::system_error& e) {
       // Reached when a cancellation arrives between two operations (the next co_await
       // throws). The RAII holders have closed and released the connection; resp still
@@ -294,8 +314,9 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
   }
 
   // Fills resp as it goes (request_written included), so that an exception still leaves
-  // an accurate record.
-  asio::awaitable<void> run(HttpRequest req, HttpResponse& resp) {
+  // an accurate record. `req` lives in send()'s frame (a by-value copy here would be one
+  // more HttpRequest per request in flight); its body and headers move into the message.
+  asio::awaitable<void> run(HttpRequest& req, HttpResponse& resp) {
     auto deadline =
         req.deadline == Clock::time_point{} ? Clock::now() + config.default_timeout : req.deadline;
     const std::string origin = req.url.origin();
@@ -339,14 +360,6 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
       else
         x = co_await exchange(*c.plain, c, msg, deadline, config.max_response_bytes, resp);
       if (!x.ec) {
-        resp.status = static_cast<int>(x.response.result_int());
-        resp.body = std::move(x.response.body());
-        for (const auto& field : x.response) {
-          std::string name(field.name_string());
-          for (auto& ch : name)
-            ch = lower(ch);
-          resp.headers.emplace_back(std::move(name), std::string(field.value()));
-        }
         lease.give_back(x.keep_alive);
         co_return;
       }
@@ -382,7 +395,9 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  http::request<http::string_body> build_message(const HttpRequest& req, HttpResponse& resp) {
+  // Moves the body out of `req` (it is sent once; a copy would double what each request
+  // in flight holds) and drops its headers once copied into the message.
+  http::request<http::string_body> build_message(HttpRequest& req, HttpResponse& resp) {
     http::request<http::string_body> m;
     auto verb = http::string_to_verb(req.method);
     if (verb == http::verb::unknown)
@@ -410,9 +425,10 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
     if (!req.body.empty() || verb == http::verb::post || verb == http::verb::put ||
         verb == http::verb::patch) {
       m.set(http::field::content_type, req.content_type);
-      m.body() = req.body;
+      m.body() = std::move(req.body);
     }
     m.prepare_payload();
+    std::vector<std::pair<std::string, std::string>>().swap(req.headers);
     return m;
   }
 
