@@ -48,7 +48,7 @@ constexpr const char* kUsage = R"(usage: cascadectl [--redis URL] [--prefix P] [
                                                      work until the grace ends (default 0)
   channel create --account ID --type whatsapp|waba|telegram|email --name NAME
                  [--api-base URL] [--rate N/s[:burst]] [--on-unknown retry|fail]
-                 [provider options]
+                 [--max-connections N] [provider options]
                                                   -> channel key id and the key, shown once
       telegram: --bot-token T
       waba:     --phone-number-id ID --access-token T [--api-version v23.0]
@@ -364,6 +364,15 @@ struct Ctl {
       }
       // A send whose reply was lost may have been delivered: send again (duplicates
       // possible) or fail the channel.
+      // HTTP channels: at most N of this key's requests hold (or wait for) a provider
+      // connection at once, so one busy key cannot take the whole pool. 0: no cap.
+      if (auto n = a.get("--max-connections")) {
+        std::size_t v = 0;
+        auto [end, ec] = std::from_chars(n->data(), n->data() + n->size(), v);
+        if (ec != std::errc() || end != n->data() + n->size())
+          throw UsageError("--max-connections must be a whole number");
+        s["max_connections"] = *n;
+      }
       if (auto policy = a.get("--on-unknown")) {
         if (*policy != "retry" && *policy != "fail")
           throw UsageError("--on-unknown must be retry or fail");
