@@ -27,7 +27,7 @@
 //
 // Settings (the best found on this machine, see docs/performance.md):
 //   concurrency 256 (CONCURRENCY; 256 and 512 were within noise, 1024 was slower),
-//   removeOnComplete true and removeOnFail {age: 86400} (completed jobs are not kept:
+//   removeOnComplete {count: 0} and removeOnFail {age: 86400} (completed jobs are not kept:
 //   BullMQ's own recommendation for throughput; results still reach QueueEvents
 //   'completed' through the events stream), lock renewal and the stalled-job check left
 //   on (cascaded also reclaims the jobs of a dead worker), one undici Agent with keep-alive
@@ -367,7 +367,7 @@ async function processJob(job) {
 const worker = new Worker(queueName, processJob, {
   connection,
   concurrency,
-  removeOnComplete: true,
+  removeOnComplete: { count: 0 }, // the Worker option takes KeepJobs; {count: 0} = remove at once
   removeOnFail: { age: 86400 },
 });
 let finished = 0;
