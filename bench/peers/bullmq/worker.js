@@ -26,7 +26,9 @@
 // does the HGETALLs on every job (what a worker without that cache would do).
 //
 // Settings (the best found on this machine, see docs/performance.md):
-//   concurrency 256 (CONCURRENCY; 256 and 512 were within noise, 1024 was slower),
+//   concurrency 128 (CONCURRENCY; 20,000-job drains on this shared 2-CPU machine with 64, 128,
+//   256, 512, 1024: 64 and 128 used the least CPU per job and 128 gave the best jobs/s, within
+//   the noise of a shared machine),
 //   removeOnComplete {count: 0} and removeOnFail {age: 86400} (completed jobs are not kept:
 //   BullMQ's own recommendation for throughput; results still reach QueueEvents
 //   'completed' through the events stream), lock renewal and the stalled-job check left
@@ -45,7 +47,7 @@ const { Agent, request } = require('undici');
 const redisUrl = process.env.REDIS_URL || 'redis://127.0.0.1:6379/0';
 const prefix = process.env.CASCADE_PREFIX || 'cascade';
 const queueName = process.env.QUEUE || 'sends';
-const concurrency = Number(process.env.CONCURRENCY || 256);
+const concurrency = Number(process.env.CONCURRENCY || 128);
 const authCache = process.env.AUTH_CACHE !== '0';
 const expect = Number(process.env.EXPECT || 0);
 
