@@ -41,6 +41,7 @@ while kill -0 "$bench" 2>/dev/null; do
 done
 wait "$bench" || true
 cat "$stack_work/bench.out"
-echo "cascaded VmHWM $(($(hwm "$daemon") / 1024)) MiB ($(hwm "$daemon") kB), most fds $most_fds;" \
+cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$daemon/stat")
+echo "cascaded VmHWM $(($(hwm "$daemon") / 1024)) MiB ($(hwm "$daemon") kB), CPU ${cpu} s, most fds $most_fds;" \
   "mock VmHWM $(($(hwm "$mock_pid") / 1024)) MiB, most fds $mock_fds" \
   "(limit $(sed -n 's/^Max open files *\([0-9]*\).*/\1/p' "/proc/$mock_pid/limits"))"

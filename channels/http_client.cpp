@@ -483,12 +483,16 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
   }
 
   // One new-connection token of `pool`, if its bucket has one.
+  void refill(Pool& pool, Clock::time_point now) {
+    const double earned =
+        std::chrono::duration<double>(now - pool.refilled).count() * config.connect_rate;
+    pool.tokens = std::min(static_cast<double>(config.connect_burst), pool.tokens + earned);
+    pool.refilled = now;
+  }
+
   bool take_token(Pool& pool, Clock::time_point now) {
     if (config.connect_rate <= 0) return true;
-    const double refill =
-        std::chrono::duration<double>(now - pool.refilled).count() * config.connect_rate;
-    pool.tokens = std::min(static_cast<double>(config.connect_burst), pool.tokens + refill);
-    pool.refilled = now;
+    refill(pool, now);
     if (pool.tokens < 1) return false;
     pool.tokens -= 1;
     return true;
@@ -498,6 +502,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<Impl> {
   void arm_opener(Pool& pool) {
     if (pool.opener_armed || config.connect_rate <= 0) return;
     pool.opener_armed = true;
+    refill(pool, Clock::now());  // the count may date from long ago
     const std::chrono::duration<double> due((1.0 - pool.tokens) / config.connect_rate);
     pool.opener.expires_after(std::chrono::ceil<Clock::duration>(due));
     pool.opener.async_wait([weak = weak_from_this(), &pool](error_code) {
