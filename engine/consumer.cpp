@@ -204,10 +204,10 @@ asio::awaitable<void> Shard::retry_mover(std::shared_ptr<Shard> self) {
 }
 
 // reply: [[stream, [[id, [k, v, ...]], ...]]]. Returns the last entry id seen.
-std::string Shard::dispatch(const redis::Reply& reply, bool recovered) {
+std::string Shard::dispatch(redis::Reply& reply, bool recovered) {
   std::string last;
   if (!reply.is_array()) return last;  // nil: BLOCK timed out
-  for (const auto& stream : reply.elements) {
+  for (auto& stream : reply.elements) {
     if (stream.elements.size() < 2) continue;
     auto l = dispatch_entries(stream.elements[1], recovered);
     if (!l.empty()) last = std::move(l);
@@ -216,9 +216,9 @@ std::string Shard::dispatch(const redis::Reply& reply, bool recovered) {
 }
 
 // entries: [[id, [k, v, ...] | nil], ...]. Returns the last entry id seen.
-std::string Shard::dispatch_entries(const redis::Reply& entries, bool recovered) {
+std::string Shard::dispatch_entries(redis::Reply& entries, bool recovered) {
   std::string last;
-  for (const auto& entry : entries.elements) {
+  for (auto& entry : entries.elements) {
     if (entry.elements.empty()) continue;
     const auto& id = entry.elements[0].str;
     last = id;
@@ -227,10 +227,11 @@ std::string Shard::dispatch_entries(const redis::Reply& entries, bool recovered)
     // run only acknowledges it, through the writer like every other end of an entry.
     EntryFields fields;
     if (entry.elements.size() >= 2 && entry.elements[1].is_array()) {
-      const auto& kv = entry.elements[1].elements;
+      // Moved out of the reply: the body is not copied once more per job.
+      auto& kv = entry.elements[1].elements;
       fields.reserve(kv.size() / 2);
       for (std::size_t i = 0; i + 1 < kv.size(); i += 2)
-        fields.emplace_back(kv[i].str, kv[i + 1].str);
+        fields.emplace_back(std::move(kv[i].str), std::move(kv[i + 1].str));
     }
     running.insert(id);
     ++in_flight;

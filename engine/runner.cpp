@@ -270,6 +270,7 @@ asio::awaitable<void> Shard::run_job(std::shared_ptr<Shard> self, std::string en
     }
     fields.emplace_back(std::move(k), std::move(v));
   }
+  EntryFields().swap(raw);  // its moved-from strings would stay for the whole job
   Disposition d;
   auto backoff = std::chrono::milliseconds(100);
   for (;;) {

@@ -86,8 +86,9 @@ struct Shard : std::enable_shared_from_this<Shard> {
   boost::asio::awaitable<void> ensure_group();
   // reply of XREADGROUP / entries of XAUTOCLAIM: starts a job per entry; returns the last
   // entry id seen.
-  std::string dispatch(const redis::Reply& reply, bool recovered);
-  std::string dispatch_entries(const redis::Reply& entries, bool recovered);
+  // The entries' fields are moved out of the reply.
+  std::string dispatch(redis::Reply& reply, bool recovered);
+  std::string dispatch_entries(redis::Reply& entries, bool recovered);
   void job_finished(const std::string& entry);
 
   // runner.cpp: one entry from pick-up to its written end.
