@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "engine/shard.hpp"
+#include "redis/script.hpp"
 #include "util/time.hpp"
 
 namespace asio = boost::asio;
@@ -187,9 +188,11 @@ asio::awaitable<void> Shard::retry_mover(std::shared_ptr<Shard> self) {
     if (self->stopping) break;
     try {
       for (;;) {
-        auto r = co_await self->commands.exec(
-            redis::cmd("EVAL", kMoveDueScript, "2", self->keys.retry_due(), self->keys.jobs(),
-                       std::to_string(now_unix_ms()), "100", self->keys.retry_fields_prefix()));
+        static const redis::Script move_due(kMoveDueScript);
+        std::vector<std::string> keys{self->keys.retry_due(), self->keys.jobs()};
+        std::vector<std::string> args{std::to_string(now_unix_ms()), "100",
+                                      self->keys.retry_fields_prefix()};
+        auto r = co_await move_due.run(self->commands, std::move(keys), std::move(args));
         if (r.is_error()) {
           spdlog::warn("moving due retries failed: {}", r.str);
           break;

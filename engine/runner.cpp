@@ -10,6 +10,7 @@
 #include "engine/cascade.hpp"
 #include "engine/result.hpp"
 #include "engine/shard.hpp"
+#include "redis/script.hpp"
 #include "util/time.hpp"
 
 namespace asio = boost::asio;
@@ -54,9 +55,10 @@ asio::awaitable<void> claim_resume(Shard& s, JobRun& run) {
   run.claim_checked = true;
   if (run.named_job.empty()) co_return;
   if (!run.resume_token.empty()) {
-    auto r = co_await s.commands.exec(redis::cmd("EVAL", keyspace::claim_resume_script, "1",
-                                                 s.keys.resume(run.named_job), run.resume_token,
-                                                 run.entry));
+    static const redis::Script claim(keyspace::claim_resume_script);
+    std::vector<std::string> keys{s.keys.resume(run.named_job)};
+    std::vector<std::string> args{run.resume_token, run.entry};
+    auto r = co_await claim.run(s.commands, std::move(keys), std::move(args));
     if (r.is_error()) throw redis::Error("resume claim failed: " + r.str);
     if (r.is_array() && r.elements.size() == 3) {
       run.id = run.named_job;
@@ -291,10 +293,12 @@ asio::awaitable<void> Shard::run_job(std::shared_ptr<Shard> self, std::string en
     co_await pause(s.io, s.jittered(backoff));
     backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
   }
+  // Counted before the write, so that whoever sees the result also sees it counted (the
+  // write is retried until Redis takes it).
+  count(s, d, run.resumed);
   // Written until Redis takes it (or the drain timeout ends the process): the cascade is
   // never run again for it and the result is not lost.
   co_await s.writer.write(std::move(d.end));
-  count(s, d, run.resumed);
   if (d.kind == Disposition::Kind::retrying)
     spdlog::debug("job {} attempt {} failed transiently", run.id, run.attempt);
 }

@@ -1,8 +1,7 @@
 #include "redis/gcra.hpp"
 
-#include <openssl/sha.h>
-
 #include "redis/connection.hpp"
+#include "redis/script.hpp"
 
 namespace asio = boost::asio;
 
@@ -28,31 +27,17 @@ redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX',
 return wait
 )lua";
 
-std::string sha1_hex(std::string_view s) {
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(s.data()), s.size(), digest);
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  for (auto b : digest) {
-    out.push_back(hex[b >> 4]);
-    out.push_back(hex[b & 15]);
-  }
-  return out;
-}
-
 }  // namespace
 
 asio::awaitable<std::int64_t> gcra(Connection& redis, const std::string& key, const Rate& rate,
                                    GcraMode mode) {
-  static const std::string sha = sha1_hex(kScript);
-  auto interval = std::to_string(rate.interval_us());
-  auto tolerance = std::to_string(rate.tolerance_us());
+  static const Script script(kScript);
   std::string reserve = mode == GcraMode::reserve ? "1" : "0";
-  auto reply = co_await redis.exec(cmd("EVALSHA", sha, "1", key, interval, tolerance, reserve));
-  // NOSCRIPT after a Redis restart or SCRIPT FLUSH: EVAL runs it and caches it again.
-  if (reply.is_error() && reply.str.rfind("NOSCRIPT", 0) == 0)
-    reply = co_await redis.exec(
-        cmd("EVAL", std::string(kScript), "1", key, interval, tolerance, reserve));
+  // Named, not braced temporaries: g++ 12 may destroy a co_await'ed call's temporaries twice.
+  std::vector<std::string> keys{key};
+  std::vector<std::string> args{std::to_string(rate.interval_us()),
+                                std::to_string(rate.tolerance_us()), reserve};
+  auto reply = co_await script.run(redis, std::move(keys), std::move(args));
   if (reply.type != Reply::Type::integer) throw Error("rate script failed: " + reply.str);
   co_return reply.integer;
 }
