@@ -283,3 +283,27 @@ TEST_F(Ctl, HelpShowsSafeSecretForms) {
                        "--token KEY"})
     EXPECT_EQ(help.find(literal), std::string::npos) << literal;
 }
+
+// A provider base URL is checked when the channel key is made: credentials, a query, a
+// fragment, CR/LF or dot segments are refused there with the reason (exit 2), and nothing
+// is stored.
+TEST_F(Ctl, ChannelCreateRefusesUnsafeBaseUrls) {
+  auto account = field(ctl({"--json", "account", "create", "--name", "Shop"}).out, "id");
+  for (auto [url, says] : std::vector<std::pair<std::string, std::string>>{
+           {"https://user:pw@gw.example", "credentials"},
+           {"https://gw.example/api?key=1", "query"},
+           {"https://gw.example/api#x", "fragment"},
+           {"https://gw.example/api\r\nX-Evil: 1", "control characters"},
+           {"https://gw.example/api/../admin", "'..'"}}) {
+    auto r = ctl({"channel", "create", "--account", account, "--type", "whatsapp", "--name", "g",
+                  "--api-base", url});
+    EXPECT_EQ(r.status, 2) << url;
+    EXPECT_NE(r.err.find("--api-base: "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << url << ": " << r.err;
+  }
+  EXPECT_EQ(ctl({"channel", "list", "--account", account}).out, "") << "nothing stored";
+  EXPECT_EQ(ctl({"channel", "create", "--account", account, "--type", "whatsapp", "--name", "g",
+                 "--api-base", "https://gw.example/api/v1"})
+                .status,
+            0);
+}
