@@ -1,6 +1,7 @@
 // cascaded: the Cascade worker daemon. A thin main: flags and env fill EngineConfig.
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
@@ -207,6 +208,10 @@ int main(int argc, char** argv) {
     die("--log-level must be one of trace, debug, info, warn, error, off");
   cascade::init_logging(format == "json" ? cascade::LogFormat::json : cascade::LogFormat::text,
                         level);
+  struct stat key_stat {};
+  if (::stat(cfg.master_key_file.c_str(), &key_stat) == 0 && (key_stat.st_mode & 077) != 0)
+    spdlog::warn("master key file {} is readable by other users: chmod 600 it",
+                 cfg.master_key_file);
 
   try {
     boost::asio::io_context io(1);
