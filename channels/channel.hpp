@@ -40,6 +40,10 @@ class Channel {
   virtual ~Channel() = default;
   // One attempt: never throws for provider or network failures, they are Outcomes.
   virtual boost::asio::awaitable<Outcome> send(const SendRequest& request) = 0;
+  // True when send() always completes by request.deadline on its own (the built-in
+  // types). Otherwise the engine races every send against a backstop timer, which costs a
+  // timer and two coroutines per send.
+  virtual bool honours_deadline() const { return false; }
 };
 
 // Shared resources handed to channel factories.

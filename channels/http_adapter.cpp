@@ -1,5 +1,7 @@
 #include "channels/http_adapter.hpp"
 
+#include <charconv>
+
 namespace cascade {
 
 std::string_view setting(const ChannelSettings* settings, std::string_view name) {
@@ -66,6 +68,22 @@ HttpRequest json_post(const Url& base, std::string_view path, std::string body,
   r.headers.emplace_back("Accept", "application/json");
   r.deadline = deadline;
   return r;
+}
+
+BuiltRequest with_connection_cap(BuiltRequest built, const SendRequest& request,
+                                 std::string_view channel) {
+  auto text = setting(request.settings, "max_connections");
+  if (!built.request || text.empty()) return built;
+  std::size_t cap = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), cap);
+  if (ec != std::errc() || end != text.data() + text.size())
+    return BuiltRequest::fail(std::string(channel) + ": malformed max_connections",
+                              Outcome::Cause::config);
+  if (cap > 0 && !request.channel_key_id.empty()) {
+    built.request->cap_key = request.channel_key_id;
+    built.request->max_in_flight = cap;
+  }
+  return built;
 }
 
 std::string override_for(const ChannelContext& context, std::string_view type) {

@@ -49,6 +49,13 @@ std::optional<std::string> phone_digits(std::string_view phone);
 HttpRequest json_post(const Url& base, std::string_view path, std::string body,
                       std::chrono::steady_clock::time_point deadline);
 
+// Applies the channel key's `max_connections` setting to a built request: at most that many
+// of the key's requests hold or wait for a connection at once (HttpRequest::cap_key is the
+// channel key id), so that one busy key cannot take a provider's whole pool. Absent or
+// "0": no cap. A malformed value fails the build: permanent config error naming `channel`.
+BuiltRequest with_connection_cap(BuiltRequest built, const SendRequest& request,
+                                 std::string_view channel);
+
 // The global override of the ChannelContext for `type`, "" when none.
 std::string override_for(const ChannelContext& context, std::string_view type);
 

@@ -27,6 +27,12 @@ struct HttpRequest {
   std::string body;
   std::string content_type = "application/json";
   std::chrono::steady_clock::time_point deadline;
+  // Caps the requests in flight (waiting for a connection or using one) that carry the
+  // same non-empty cap_key at max_in_flight; further ones wait in FIFO order before they
+  // join the origin's queue, so that one key (the adapters use the channel key id) cannot
+  // hold the whole pool. max_in_flight 0: no cap.
+  std::string cap_key;
+  std::size_t max_in_flight = 0;
 };
 
 struct HttpResponse {
@@ -52,9 +58,23 @@ struct HttpResponse {
 };
 
 struct HttpClientConfig {
-  // Open connections (in use + idle) per origin; further requests wait in FIFO order.
-  std::size_t max_connections_per_host = 64;
-  std::size_t max_idle_per_host = 64;
+  // Open connections (in use, being opened, idle) per origin; further requests wait in
+  // FIFO order. HTTP/1.1 carries one request at a time per connection, so an origin's
+  // throughput is at most this many requests per round trip: 4096 at 1 s is 4096/s. The
+  // engine sets it to its concurrency (EngineConfig::http_max_per_host) so that the pool
+  // never binds before the engine's own limit; lower it for a provider that objects.
+  std::size_t max_connections_per_host = 4096;
+  // Idle connections kept per origin (beyond it the least recently used is closed). As
+  // many as may be open: under steady load each connection comes back between two
+  // requests, and closing it would only mean opening (and handshaking) another.
+  std::size_t max_idle_per_host = 4096;
+  // New connections per second per origin: a token bucket `connect_burst` deep. A request
+  // that needs a new connection beyond it waits in the origin's FIFO and takes whichever
+  // comes first, a token or a connection freed by another request. Bounds the SYN (and
+  // TLS handshake) storm a provider sees when thousands of requests start at once: 10,000
+  // at 2000/s open over 5 s while the first connections already carry requests. 0: no bound.
+  double connect_rate = 2000;
+  std::size_t connect_burst = 200;
   // Response header + body limit; a bigger response fails with Error::too_large.
   std::size_t max_response_bytes = 1 << 20;
   // Idle pooled connections are closed after this long.
@@ -84,6 +104,8 @@ class HttpClient {
   std::size_t idle_connections() const;
   // Connections opened since construction (for tests that check keep-alive reuse).
   std::size_t connections_opened() const;
+  // Open connections (in use, being opened, idle) to all origins.
+  std::size_t open_connections() const;
   void close_all();
 
  private:

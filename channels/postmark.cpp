@@ -48,7 +48,7 @@ BuiltRequest PostmarkChannel::build(const SendRequest& request, std::string_view
   w.close();
   auto req = json_post(*base, "/email", std::move(body), request.deadline);
   req.headers.emplace_back("X-Postmark-Server-Token", std::string(token));
-  return {std::move(req), {}};
+  return with_connection_cap({std::move(req), {}}, request, "postmark");
 }
 
 boost::asio::awaitable<Outcome> PostmarkChannel::send(const SendRequest& request) {

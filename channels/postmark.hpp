@@ -15,6 +15,7 @@ class PostmarkChannel final : public Channel {
 
   explicit PostmarkChannel(ChannelContext& context);
   boost::asio::awaitable<Outcome> send(const SendRequest& request) override;
+  bool honours_deadline() const override { return true; }
 
   static BuiltRequest build(const SendRequest& request, std::string_view override_base);
 

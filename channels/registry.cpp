@@ -28,6 +28,7 @@ class EmailChannel final : public Channel {
       return ready(Outcome::permanent("email: provider not set", Outcome::Cause::config));
     return ready(Outcome::permanent("email: unknown provider", Outcome::Cause::config));
   }
+  bool honours_deadline() const override { return true; }
 
  private:
   PostmarkChannel postmark_;

@@ -24,6 +24,7 @@ class SmtpChannel final : public Channel {
   explicit SmtpChannel(ChannelContext& context);
   ~SmtpChannel() override;
   boost::asio::awaitable<Outcome> send(const SendRequest& request) override;
+  bool honours_deadline() const override { return true; }
 
   // Sessions opened since construction / idle now (tests check reuse).
   std::size_t sessions_opened() const;

@@ -41,9 +41,10 @@ BuiltRequest TelegramChannel::build(const SendRequest& request, std::string_view
   }
   w.field("text", std::string_view(request.message->text));
   w.close();
-  return {json_post(*base, "/bot" + std::string(token) + "/sendMessage", std::move(body),
-                    request.deadline),
-          {}};
+  return with_connection_cap({json_post(*base, "/bot" + std::string(token) + "/sendMessage",
+                                        std::move(body), request.deadline),
+                              {}},
+                             request, "telegram");
 }
 
 boost::asio::awaitable<Outcome> TelegramChannel::send(const SendRequest& request) {

@@ -16,6 +16,7 @@ class TelegramChannel final : public Channel {
 
   explicit TelegramChannel(ChannelContext& context);
   boost::asio::awaitable<Outcome> send(const SendRequest& request) override;
+  bool honours_deadline() const override { return true; }
 
   // The request for one send. Numeric chat ids go out as JSON numbers, @usernames as
   // strings. `chat_id` replaces the recipient (resend after a supergroup migration).

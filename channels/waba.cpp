@@ -60,7 +60,7 @@ BuiltRequest WabaChannel::build(const SendRequest& request, std::string_view ove
       json_post(*base, "/" + std::string(version) + "/" + std::string(number_id) + "/messages",
                 std::move(body), request.deadline);
   req.headers.emplace_back("Authorization", "Bearer " + std::string(token));
-  return {std::move(req), {}};
+  return with_connection_cap({std::move(req), {}}, request, "waba");
 }
 
 boost::asio::awaitable<Outcome> WabaChannel::send(const SendRequest& request) {

@@ -17,6 +17,7 @@ class WabaChannel final : public Channel {
 
   explicit WabaChannel(ChannelContext& context);
   boost::asio::awaitable<Outcome> send(const SendRequest& request) override;
+  bool honours_deadline() const override { return true; }
 
   static BuiltRequest build(const SendRequest& request, std::string_view override_base);
 

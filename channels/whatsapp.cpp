@@ -28,7 +28,7 @@ BuiltRequest WhatsAppChannel::build(const SendRequest& request, std::string_view
       .close();
   auto req = json_post(*base, "/api/sendText", std::move(body), request.deadline);
   if (!key.empty()) req.headers.emplace_back("X-Api-Key", std::string(key));
-  return {std::move(req), {}};
+  return with_connection_cap({std::move(req), {}}, request, "whatsapp");
 }
 
 boost::asio::awaitable<Outcome> WhatsAppChannel::send(const SendRequest& request) {

@@ -13,6 +13,7 @@ class WhatsAppChannel final : public Channel {
  public:
   explicit WhatsAppChannel(ChannelContext& context);
   boost::asio::awaitable<Outcome> send(const SendRequest& request) override;
+  bool honours_deadline() const override { return true; }
 
   static BuiltRequest build(const SendRequest& request, std::string_view override_base);
 

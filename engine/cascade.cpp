@@ -74,17 +74,21 @@ asio::awaitable<Attempt> attempt_channel(const std::string& job_id, const Job& j
     if (plan.pacer) channel_deadline += co_await plan.pacer->pace(plan.channel_key_id, rate);
     req.deadline = std::min(Clock::now() + config.attempt_timeout, channel_deadline);
     a.tries = attempt_no;
-    // The adapter honours the deadline itself; the timer is a backstop for channels
-    // (embedders' own types) that would not, and cancels the send if it fires. Its wait
-    // returns the error as a value: a cancelled timer must not throw on every send.
-    asio::steady_timer backstop(ex);
-    backstop.expires_at(req.deadline + std::chrono::seconds(1));
-    auto raced = co_await (plan.channel->send(req) ||
-                           backstop.async_wait(asio::as_tuple(asio::use_awaitable)));
-    Outcome o = raced.index() == 0
-                    ? std::get<0>(std::move(raced))
-                    : Outcome::transient("channel did not answer before its deadline",
-                                         Outcome::Cause::network);
+    // The built-in adapters honour the deadline themselves (no timer per send); for
+    // other channels (embedders' own types) a timer is a backstop that cancels the send if
+    // it fires. Its wait returns the error as a value: a cancelled timer must not throw.
+    Outcome o;
+    if (plan.channel->honours_deadline()) {
+      o = co_await plan.channel->send(req);
+    } else {
+      asio::steady_timer backstop(ex);
+      backstop.expires_at(req.deadline + std::chrono::seconds(1));
+      auto raced = co_await (plan.channel->send(req) ||
+                             backstop.async_wait(asio::as_tuple(asio::use_awaitable)));
+      o = raced.index() == 0 ? std::get<0>(std::move(raced))
+                             : Outcome::transient("channel did not answer before its deadline",
+                                                  Outcome::Cause::network);
+    }
     if (o.ok()) {
       a.ok = true;
       a.provider_id = std::move(o.provider_id);
@@ -127,17 +131,34 @@ asio::awaitable<CascadeReport> run_cascade(const std::string& job_id, const Job&
   auto ex = co_await asio::this_coro::executor;
   for (const auto& tier : plan_tiers(job)) {
     int running = static_cast<int>(tier.channels.size());
-    using Op = decltype(asio::co_spawn(
-        ex, attempt_channel(job_id, job, 0, plan[0], config, rng, running), asio::deferred));
-    std::vector<Op> ops;
-    ops.reserve(tier.channels.size());
-    for (auto i : tier.channels)
-      ops.push_back(asio::co_spawn(
-          ex, attempt_channel(job_id, job, i, plan[i], config, rng, running), asio::deferred));
-    auto [order, errors, attempts] =
-        co_await asio::experimental::make_parallel_group(std::move(ops))
-            .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
-    (void)order;
+    std::vector<Attempt> attempts;
+    std::vector<std::exception_ptr> errors;
+    if (tier.channels.size() == 1) {
+      // One channel (the common tier): awaited directly, without a parallel group's
+      // spawned coroutine and handlers.
+      auto i = tier.channels[0];
+      attempts.resize(1);
+      errors.resize(1);
+      try {
+        attempts[0] = co_await attempt_channel(job_id, job, i, plan[i], config, rng, running);
+      } catch (...) {
+        errors[0] = std::current_exception();
+      }
+    } else {
+      using Op = decltype(asio::co_spawn(
+          ex, attempt_channel(job_id, job, 0, plan[0], config, rng, running), asio::deferred));
+      std::vector<Op> ops;
+      ops.reserve(tier.channels.size());
+      for (auto i : tier.channels)
+        ops.push_back(asio::co_spawn(
+            ex, attempt_channel(job_id, job, i, plan[i], config, rng, running), asio::deferred));
+      auto [order, errs, done] =
+          co_await asio::experimental::make_parallel_group(std::move(ops))
+              .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
+      (void)order;
+      attempts = std::move(done);
+      errors = std::move(errs);
+    }
     for (std::size_t k = 0; k < attempts.size(); ++k) {
       Attempt a = std::move(attempts[k]);
       if (errors[k]) {

@@ -53,6 +53,14 @@ struct EngineConfig {
   // (private CAs, TLS proxies, tests). Empty: the system store only. SMTP keys have their
   // own smtp_ca_file setting.
   std::string ca_file;
+  // Connections per provider origin (HttpClientConfig::max_connections_per_host). 0: four
+  // times the concurrency. HTTP/1.1 carries one request per connection at a time, so
+  // fewer connections than requests in flight would make the pool the bottleneck (64
+  // connections to a provider answering in 3 s is 21 sends/s, whatever the concurrency).
+  // A job names each channel type once, and one tier may run all four built-in types in
+  // parallel, possibly to one origin (a self-hosted gateway, the mock provider): so at
+  // most 4 requests per job to an origin, and the default never binds before the engine.
+  std::size_t http_max_per_host = 0;
   // The metrics listener (SPEC §6): "HOST:PORT" serving /metrics, /healthz and /readyz over
   // plain HTTP; port 0 picks a free one (Engine::metrics_port()). Empty: off.
   std::string metrics_listen;

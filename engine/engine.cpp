@@ -47,6 +47,9 @@ redis::Config redis_config(const std::string& url) {
 HttpClientConfig http_config(const EngineConfig& config) {
   HttpClientConfig c;
   c.ca_file = config.ca_file;
+  c.max_connections_per_host =
+      config.http_max_per_host ? config.http_max_per_host : 4 * config.concurrency;
+  c.max_idle_per_host = c.max_connections_per_host;
   return c;
 }
 

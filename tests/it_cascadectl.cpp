@@ -46,7 +46,7 @@ TEST_F(Ctl, KeyLifecycleWithJsonOutput) {
   ASSERT_TRUE(account.starts_with("acc_")) << acc.out;
 
   auto ch = ctl({"--json", "channel", "create", "--account", account, "--type", "telegram",
-                 "--name", "bot", "--bot-token", "123:secret-bot-token"});
+                 "--name", "bot", "--bot-token", "123:secret-bot-token", "--max-connections", "8"});
   ASSERT_EQ(ch.status, 0) << ch.err;
   auto channel_id = field(ch.out, "id");
   EXPECT_TRUE(field(ch.out, "key").starts_with("ck_"));
@@ -117,6 +117,10 @@ TEST_F(Ctl, BadArgumentsAreClearErrors) {
       {{"channel", "create", "--account", "acc_x", "--type", "telegram", "--name", "n"},
        2,
        "--bot-token is required"},
+      {{"channel", "create", "--account", "acc_x", "--type", "telegram", "--name", "n",
+        "--bot-token", "1:t", "--max-connections", "many"},
+       2,
+       "--max-connections must be a whole number"},
       {{"channel", "pause", "chk_nope"}, 1, "no channel key chk_nope"},
       {{"apikey", "revoke", "key_nope"}, 1, "no API key key_nope"},
       {{"apikey", "list", "--account", "acc_x", "--colour", "red"}, 2, "unknown option --colour"},

@@ -13,6 +13,8 @@
 #include "channels/http_client.hpp"
 #include "channels/postmark.hpp"
 #include "channels/telegram.hpp"
+#include "channels/waba.hpp"
+#include "channels/whatsapp.hpp"
 #include "support/mock_provider.hpp"
 
 namespace cascade {
@@ -309,6 +311,42 @@ TEST_F(Channels, InsecureHttpBaseIsRefusedUnlessAllowed) {
   built = TelegramChannel::build(req, "");
   ASSERT_TRUE(built.request);
   EXPECT_EQ(built.request->url.origin(), "https://api.telegram.org:443");
+}
+
+// A channel key's max_connections becomes its requests' cap, keyed by the channel key id
+// (the HTTP client holds further requests of that key back); malformed, a config error.
+TEST_F(Channels, MaxConnectionsSettingCapsTheKeysRequests) {
+  using Build = BuiltRequest (*)(const SendRequest&, std::string_view);
+  auto telegram = [](const SendRequest& r, std::string_view base) {
+    return TelegramChannel::build(r, base);
+  };
+  for (auto [type, build] : {std::pair<std::string, Build>{"telegram", telegram},
+                             std::pair<std::string, Build>{"waba", &WabaChannel::build},
+                             std::pair<std::string, Build>{"whatsapp", &WhatsAppChannel::build},
+                             std::pair<std::string, Build>{"email", &PostmarkChannel::build}}) {
+    auto s = settings(type);
+    SendRequest req;
+    req.channel_key_id = "chk_capped";
+    req.settings = &s;
+    req.recipient = recipient_for(type);
+    req.message = &message_;
+    auto built = build(req, "");
+    ASSERT_TRUE(built.request) << type << ": " << built.error.error;
+    EXPECT_EQ(built.request->max_in_flight, 0u) << type;  // no setting: no cap
+
+    s["max_connections"] = "3";
+    built = build(req, "");
+    ASSERT_TRUE(built.request) << type << ": " << built.error.error;
+    EXPECT_EQ(built.request->cap_key, "chk_capped") << type;
+    EXPECT_EQ(built.request->max_in_flight, 3u) << type;
+
+    s["max_connections"] = "3x";
+    built = build(req, "");
+    EXPECT_FALSE(built.request) << type;
+    EXPECT_EQ(built.error.cause, Cause::config) << type;
+    EXPECT_NE(built.error.error.find("malformed max_connections"), std::string::npos)
+        << built.error.error;
+  }
 }
 
 TEST_F(Channels, MissingCredentialsAreConfigErrors) {

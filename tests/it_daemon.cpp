@@ -222,7 +222,9 @@ TEST_F(Daemon, RetryAndReclaimFlagsAreValidated) {
   for (const auto& args : std::vector<std::vector<std::string>>{{"--job-retry-delays", "5s,soon"},
                                                                 {"--job-retry-delays", ""},
                                                                 {"--reclaim-idle", "0s"},
-                                                                {"--reclaim-idle", "x"}}) {
+                                                                {"--reclaim-idle", "x"},
+                                                                {"--http-max-per-host", "0"},
+                                                                {"--http-max-per-host", "x"}}) {
     auto d = cascaded(args);
     EXPECT_EQ(d->wait(10s).value_or(-1), 2) << args[0] << " " << args[1];
   }

@@ -6,6 +6,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
 #include <set>
@@ -342,7 +345,7 @@ TEST_F(EndToEnd, TwoThreadsDeliverEveryJobOnce) {
   EngineConfig cfg;
   cfg.redis_url = redis.url();
   cfg.prefix = kPrefix;
-  cfg.concurrency = 16;  // 8 per loop: 200 jobs need both loops
+  cfg.concurrency = 4;  // 2 per loop: 40 jobs paced at the bot's 30/s need both loops
   cfg.threads = 2;
   cfg.consumer = "threaded";
   cfg.job_retry_delays = {};
@@ -352,7 +355,7 @@ TEST_F(EndToEnd, TwoThreadsDeliverEveryJobOnce) {
   threaded.start();
   std::thread loop([&] { io.run(); });
   std::vector<std::string> ids;
-  for (int i = 0; i < 200; ++i)
+  for (int i = 0; i < 40; ++i)
     ids.push_back(test::push_job(*producer, kPrefix,
                                  {{"authorization", "Bearer " + api_key},
                                   {"body", telegram_only(std::to_string(1000 + i))}}));
@@ -361,7 +364,7 @@ TEST_F(EndToEnd, TwoThreadsDeliverEveryJobOnce) {
     ASSERT_TRUE(r) << id;
     EXPECT_EQ(Parsed(*r).str("state"), "delivered");
   }
-  EXPECT_EQ(mock.request_list("telegram").size(), 200u) << "each job sent once";
+  EXPECT_EQ(mock.request_list("telegram").size(), 40u) << "each job sent once";
   auto consumers = producer->exec(redis::cmd("XINFO", "CONSUMERS", std::string(kPrefix) + ":jobs",
                                              "cascade"));
   std::set<std::string> names;
@@ -369,7 +372,45 @@ TEST_F(EndToEnd, TwoThreadsDeliverEveryJobOnce) {
     names.insert(c.elements.at(1).str);
   EXPECT_TRUE(names.count("threaded")) << "loop 0 read";
   EXPECT_TRUE(names.count("threaded-1")) << "loop 1 read";
-  EXPECT_EQ(threaded.stats().delivered, 200u);
+  EXPECT_EQ(threaded.stats().delivered, 40u);
   asio::post(io, [&] { threaded.stop([&] { io.stop(); }); });
   loop.join();
+}
+
+namespace {
+// An embedder's channel that never answers (it ignores the deadline).
+class SilentChannel final : public Channel {
+ public:
+  explicit SilentChannel(ChannelContext&) {}
+  asio::awaitable<Outcome> send(const SendRequest&) override {
+    asio::steady_timer forever(co_await asio::this_coro::executor);
+    forever.expires_after(std::chrono::hours(1));
+    co_await forever.async_wait(asio::use_awaitable);
+    co_return Outcome::sent("never");
+  }
+};
+}  // namespace
+
+// A channel that does not honour its deadline is cut off by the engine's backstop timer
+// (the deadline plus one second), and the cascade goes on: the job ends, nothing hangs.
+TEST_F(EndToEnd, BackstopEndsAChannelThatNeverAnswers) {
+  engine.reset();
+  EngineConfig cfg;
+  cfg.redis_url = redis.url();
+  cfg.prefix = kPrefix;
+  cfg.attempt_timeout = 200ms;
+  cfg.channel_timeout = 300ms;
+  cfg.retry.max_retries = 0;
+  cfg.job_retry_delays = {};
+  auto registry = ChannelRegistry::with_builtins();
+  registry.add("telegram", [](ChannelContext& c) { return std::make_unique<SilentChannel>(c); });
+  engine = std::make_unique<test::EngineThread>(cfg, std::move(registry));
+  auto started = std::chrono::steady_clock::now();
+  Parsed r(send(telegram_only()));
+  auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(r.str("state"), "failed");
+  ASSERT_EQ(r.attempts().size(), 1u);
+  EXPECT_EQ(std::string_view(r.attempts().at(0)["error"].get_string().value()),
+            "channel did not answer before its deadline");
+  EXPECT_LT(took, 5s) << "cut off near the deadline + 1 s";
 }

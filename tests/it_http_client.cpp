@@ -24,6 +24,7 @@
 #include <condition_variable>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -55,6 +56,7 @@ struct Reply {
   int status = 200;
   std::string body = "ok";
   bool keep_alive = true;
+  std::chrono::milliseconds delay{0};  // before answering (a timer: other connections go on)
 };
 
 struct Seen {
@@ -88,6 +90,16 @@ class TestServer {
   int closed() const { return closed_; }
   int requests() const { return requests_; }
   int max_concurrent() const { return max_concurrent_; }
+  // When each connection was accepted, in order.
+  std::vector<Clock::time_point> accept_times() {
+    std::lock_guard lock(mutex_);
+    return accept_times_;
+  }
+  // Most requests with that target the server was handling at once.
+  int max_in_flight(const std::string& target) {
+    std::lock_guard lock(mutex_);
+    return max_in_flight_[target];
+  }
 
   // Waits until the server counted at least n closed connections.
   bool wait_closed(int n, std::chrono::milliseconds limit = 5s) {
@@ -100,6 +112,10 @@ class TestServer {
     for (;;) {
       auto [ec, sock] = co_await acceptor_.async_accept(use_tuple);
       if (ec) co_return;
+      {
+        std::lock_guard lock(mutex_);
+        accept_times_.push_back(Clock::now());
+      }
       int id = ++accepted_;
       int now = ++open_;
       for (int m = max_concurrent_; now > m && !max_concurrent_.compare_exchange_weak(m, now);) {
@@ -140,6 +156,19 @@ class TestServer {
       Reply reply = script_(seen);
       if (reply.action == Reply::close) co_return;
       if (reply.action == Reply::hang) continue;  // the next read ends when the client closes
+      {
+        std::lock_guard lock(mutex_);
+        int now = ++in_flight_[seen.target];
+        max_in_flight_[seen.target] = std::max(max_in_flight_[seen.target], now);
+      }
+      if (reply.delay.count() > 0) {
+        asio::steady_timer timer(ioc_, reply.delay);
+        co_await timer.async_wait(use_tuple);
+      }
+      {
+        std::lock_guard lock(mutex_);
+        --in_flight_[seen.target];
+      }
       http::response<http::string_body> res{static_cast<http::status>(reply.status), 11};
       res.set(http::field::content_type, "text/plain");
       res.keep_alive(reply.action == Reply::respond_and_close || reply.keep_alive);
@@ -160,6 +189,8 @@ class TestServer {
   std::mutex mutex_;
   std::condition_variable changed_;
   int closed_ = 0;
+  std::vector<Clock::time_point> accept_times_;
+  std::map<std::string, int> in_flight_, max_in_flight_;
 };
 
 HttpRequest make_request(const std::string& base, std::chrono::milliseconds timeout = 5s) {
@@ -477,6 +508,311 @@ TEST(HttpClient, CancelledWaiterLeavesQueue) {
   EXPECT_EQ(c->status, 200);
   EXPECT_EQ(client.connections_opened(), 2u);
   EXPECT_EQ(server.requests(), 2);
+}
+
+// A gate the server's script can block on (the server has one thread: while it waits,
+// the connection it serves gets no answer).
+class Gate {
+ public:
+  void wait() {
+    std::unique_lock lock(mutex_);
+    open_cv_.wait(lock, [&] { return open_; });
+  }
+  void open() {
+    {
+      std::lock_guard lock(mutex_);
+      open_ = true;
+    }
+    open_cv_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable open_cv_;
+  bool open_ = false;
+};
+
+// 200 requests queue behind one busy connection; every third is cancelled and every
+// seventh times out while queued. They leave the middle of the queue; the others are
+// served in their order on the one connection, and nothing written was lost.
+TEST(HttpClient, CancelledWaitersLeaveTheMiddleOfALongQueue) {
+  constexpr int n = 200;
+  Gate gate;
+  std::mutex seen_mutex;
+  std::vector<std::string> served;  // bodies in the order the server saw them
+  TestServer server([&](const Seen& s) {
+    if (s.body == "first") gate.wait();
+    std::lock_guard lock(seen_mutex);
+    served.push_back(s.body);
+    return Reply{};
+  });
+  asio::io_context ioc;
+  HttpClientConfig cfg;
+  cfg.max_connections_per_host = 1;
+  HttpClient client(ioc.get_executor(), cfg);
+  auto request = [&](std::string body, std::chrono::milliseconds timeout) {
+    auto r = make_request(server.base(), timeout);
+    r.body = std::move(body);
+    return r;
+  };
+  std::optional<HttpResponse> first;
+  asio::co_spawn(ioc, client.send(request("first", 10s)),
+                 [&](std::exception_ptr, HttpResponse r) { first = std::move(r); });
+  std::vector<asio::cancellation_signal> signals(n);
+  std::vector<std::optional<HttpResponse>> out(n);
+  auto cancelled = [](int i) { return i % 3 == 0; };
+  auto times_out = [&](int i) { return !cancelled(i) && i % 7 == 0; };
+  for (int i = 0; i < n; ++i)
+    asio::co_spawn(ioc, client.send(request(std::to_string(i), times_out(i) ? 100ms : 10s)),
+                   asio::bind_cancellation_slot(
+                       signals[i].slot(),
+                       [&out, i](std::exception_ptr, HttpResponse r) { out[i] = std::move(r); }));
+  run_until(ioc, [&] { return server.requests() == 1; });  // "first" holds the connection
+  for (int i = 0; i < n; ++i)
+    if (cancelled(i)) signals[i].emit(asio::cancellation_type::terminal);
+  auto left = [&] {
+    for (int i = 0; i < n; ++i)
+      if ((cancelled(i) || times_out(i)) && !out[i]) return false;
+    return true;
+  };
+  run_until(ioc, left);
+  ASSERT_TRUE(left());
+  gate.open();
+  run_until(ioc, [&] {
+    if (!first) return false;
+    for (auto& o : out)
+      if (!o) return false;
+    return true;
+  });
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->status, 200);
+  std::vector<std::string> expected{"first"};
+  for (int i = 0; i < n; ++i) {
+    ASSERT_TRUE(out[i]) << i;
+    if (cancelled(i)) {
+      EXPECT_EQ(out[i]->error, HttpResponse::Error::cancelled) << i;
+      EXPECT_FALSE(out[i]->request_written) << i;
+    } else if (times_out(i)) {
+      EXPECT_EQ(out[i]->error, HttpResponse::Error::timeout) << i;
+      EXPECT_FALSE(out[i]->request_written) << i;
+    } else {
+      EXPECT_EQ(out[i]->error, HttpResponse::Error::none) << i << ": " << out[i]->error_text;
+      expected.push_back(std::to_string(i));
+    }
+  }
+  std::lock_guard lock(seen_mutex);
+  EXPECT_EQ(served, expected);  // FIFO among those still waiting
+  EXPECT_EQ(client.connections_opened(), 1u);
+  EXPECT_EQ(client.idle_connections(), 1u);
+}
+
+// The connection is granted to a queued request in the same turn as that request is
+// cancelled (its cancellation is emitted from the completion of the request that freed
+// the connection). Whichever wins, the cancelled request ends as cancelled, unwritten, and
+// its slot passes on: the request queued behind it is served.
+TEST(HttpClient, GrantRacingCancellationPassesTheSlotOn) {
+  TestServer server([](const Seen&) { return Reply{}; });
+  asio::io_context ioc;
+  HttpClientConfig cfg;
+  cfg.max_connections_per_host = 1;
+  HttpClient client(ioc.get_executor(), cfg);
+  asio::cancellation_signal cancel_b;
+  std::optional<HttpResponse> a, b, c;
+  asio::co_spawn(ioc, client.send(make_request(server.base())),
+                 [&](std::exception_ptr, HttpResponse r) {
+                   a = std::move(r);
+                   cancel_b.emit(asio::cancellation_type::terminal);
+                 });
+  asio::co_spawn(
+      ioc, client.send(make_request(server.base())),
+      asio::bind_cancellation_slot(cancel_b.slot(), [&](std::exception_ptr e, HttpResponse r) {
+        EXPECT_FALSE(e);
+        b = std::move(r);
+      }));
+  asio::co_spawn(ioc, client.send(make_request(server.base())),
+                 [&](std::exception_ptr, HttpResponse r) { c = std::move(r); });
+  run_until(ioc, [&] { return a && b && c; });
+  ASSERT_TRUE(a && b && c);
+  EXPECT_EQ(a->status, 200);
+  EXPECT_EQ(b->error, HttpResponse::Error::cancelled) << b->error_text;
+  EXPECT_FALSE(b->request_written);
+  EXPECT_EQ(c->error, HttpResponse::Error::none) << c->error_text;
+  EXPECT_EQ(c->status, 200);
+  EXPECT_EQ(server.requests(), 2);
+  EXPECT_LE(client.connections_opened(), 2u);
+  // Nothing leaked: the slot is free again and one more request goes through at once.
+  run(ioc, [&]() -> asio::awaitable<void> {
+    auto r = co_await client.send(make_request(server.base()));
+    EXPECT_EQ(r.status, 200);
+  });
+}
+
+// 300 concurrent requests answered after 100 ms, pool of 16: the server never sees more
+// than 16 connections, and the client's count of open ones never exceeds it either.
+TEST(HttpClient, ConnectionLimitHoldsUnderLoad) {
+  TestServer server([](const Seen&) {
+    Reply r;
+    r.delay = 100ms;
+    return r;
+  });
+  asio::io_context ioc;
+  HttpClientConfig cfg;
+  cfg.max_connections_per_host = 16;
+  HttpClient client(ioc.get_executor(), cfg);
+  int ok = 0, done = 0;
+  std::size_t most_open = 0;
+  for (int i = 0; i < 300; ++i)
+    asio::co_spawn(ioc, client.send(make_request(server.base(), 15s)),
+                   [&](std::exception_ptr e, HttpResponse r) {
+                     if (!e && r.status == 200) ++ok;
+                     ++done;
+                   });
+  run_until(ioc, [&] {
+    most_open = std::max(most_open, client.open_connections());
+    return done == 300;
+  });
+  EXPECT_EQ(ok, 300);
+  EXPECT_LE(server.max_concurrent(), 16);
+  EXPECT_EQ(server.accepted(), 16);
+  EXPECT_LE(most_open, 16u);
+  EXPECT_EQ(client.open_connections(), 16u);  // all idle now
+}
+
+// connect_rate 50/s with a burst of 5: 30 concurrent requests (answered after 1 s, so each
+// needs its own connection) open 5 connections at once, then one per 20 ms.
+TEST(HttpClient, NewConnectionsAreOpenedAtTheConnectRate) {
+  TestServer server([](const Seen&) {
+    Reply r;
+    r.delay = 1s;
+    return r;
+  });
+  asio::io_context ioc;
+  HttpClientConfig cfg;
+  cfg.connect_rate = 50;
+  cfg.connect_burst = 5;
+  HttpClient client(ioc.get_executor(), cfg);
+  int ok = 0, done = 0;
+  for (int i = 0; i < 30; ++i)
+    asio::co_spawn(ioc, client.send(make_request(server.base(), 15s)),
+                   [&](std::exception_ptr e, HttpResponse r) {
+                     if (!e && r.status == 200) ++ok;
+                     ++done;
+                   });
+  run_until(ioc, [&] { return done == 30; });
+  EXPECT_EQ(ok, 30);
+  auto times = server.accept_times();
+  ASSERT_EQ(times.size(), 30u);
+  for (std::size_t k = 5; k < times.size(); ++k) {
+    // Token k (0-based) is due (k - 4) / 50 s after the start; a little slack for the
+    // scheduler (a connection is never early by more than a tick of the clock).
+    auto due = std::chrono::duration<double>((static_cast<double>(k) - 4) / 50.0);
+    EXPECT_GE(times[k] - times[0], due - 5ms) << k;
+  }
+  EXPECT_LT(times[4] - times[0], 100ms);  // the burst went at once
+  EXPECT_GE(times.back() - times[0], 450ms);
+}
+
+// A request waiting for a connect token takes a connection freed meanwhile instead: one
+// token a second, five quick requests, all served at once on the first connection.
+TEST(HttpClient, FreedConnectionServesRequestsWaitingForATokenFirst) {
+  TestServer server([](const Seen&) { return Reply{}; });
+  asio::io_context ioc;
+  HttpClientConfig cfg;
+  cfg.connect_rate = 1;
+  cfg.connect_burst = 1;
+  HttpClient client(ioc.get_executor(), cfg);
+  int ok = 0, done = 0;
+  auto start = Clock::now();
+  for (int i = 0; i < 5; ++i)
+    asio::co_spawn(ioc, client.send(make_request(server.base(), 10s)),
+                   [&](std::exception_ptr e, HttpResponse r) {
+                     if (!e && r.status == 200) ++ok;
+                     ++done;
+                   });
+  run_until(ioc, [&] { return done == 5; });
+  EXPECT_EQ(ok, 5);
+  EXPECT_LT(Clock::now() - start, 900ms);
+  EXPECT_EQ(client.connections_opened(), 1u);
+}
+
+// Key "a" may have 2 requests in flight: its 12 requests (answered after 150 ms) never
+// exceed 2 on the server, and a request of key "b" sent after them is not queued behind
+// them: the pool (4) still has room for it.
+TEST(HttpClient, PerKeyCapLeavesThePoolToOtherKeys) {
+  TestServer server([](const Seen&) {
+    Reply r;
+    r.delay = 150ms;
+    return r;
+  });
+  asio::io_context ioc;
+  HttpClientConfig cfg;
+  cfg.max_connections_per_host = 4;
+  HttpClient client(ioc.get_executor(), cfg);
+  auto keyed = [&](const std::string& key) {
+    auto r = make_request(server.base(), 15s);
+    r.target = "/" + key;
+    r.cap_key = key;
+    r.max_in_flight = 2;
+    return r;
+  };
+  int a_ok = 0, a_done = 0;
+  std::optional<HttpResponse> b;
+  Clock::time_point b_done{};
+  for (int i = 0; i < 12; ++i)
+    asio::co_spawn(ioc, client.send(keyed("a")), [&](std::exception_ptr e, HttpResponse r) {
+      if (!e && r.status == 200) ++a_ok;
+      ++a_done;
+    });
+  auto b_start = Clock::now();
+  asio::co_spawn(ioc, client.send(keyed("b")), [&](std::exception_ptr, HttpResponse r) {
+    b = std::move(r);
+    b_done = Clock::now();
+  });
+  run_until(ioc, [&] { return a_done == 12 && b; });
+  EXPECT_EQ(a_ok, 12);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->status, 200);
+  EXPECT_LT(b_done - b_start, 400ms);  // uncapped by "a": served in one round
+  EXPECT_EQ(server.max_in_flight("/a"), 2);
+  EXPECT_LE(server.max_concurrent(), 4);
+}
+
+// A request cancelled while queued under its key leaves that queue; the key's place passes
+// on when the holder finishes, and nothing is left behind.
+TEST(HttpClient, CancelledRequestLeavesItsKeysQueue) {
+  asio::io_context ioc;
+  asio::cancellation_signal cancel;
+  TestServer server([&](const Seen& s) {
+    // Cancel once the first request is on the server: the other two wait for the key.
+    if (s.connection == 1 && s.nth == 1)
+      asio::post(ioc, [&] { cancel.emit(asio::cancellation_type::terminal); });
+    Reply r;
+    r.delay = 200ms;
+    return r;
+  });
+  HttpClient client(ioc.get_executor());
+  auto keyed = [&] {
+    auto r = make_request(server.base(), 10s);
+    r.cap_key = "k";
+    r.max_in_flight = 1;
+    return r;
+  };
+  std::optional<HttpResponse> a, b, c;
+  asio::co_spawn(ioc, client.send(keyed()),
+                 [&](std::exception_ptr, HttpResponse r) { a = std::move(r); });
+  asio::co_spawn(ioc, client.send(keyed()),
+                 asio::bind_cancellation_slot(
+                     cancel.slot(), [&](std::exception_ptr, HttpResponse r) { b = std::move(r); }));
+  asio::co_spawn(ioc, client.send(keyed()),
+                 [&](std::exception_ptr, HttpResponse r) { c = std::move(r); });
+  run_until(ioc, [&] { return a && b && c; });
+  ASSERT_TRUE(a && b && c);
+  EXPECT_EQ(b->error, HttpResponse::Error::cancelled);
+  EXPECT_FALSE(b->request_written);
+  EXPECT_EQ(a->status, 200);
+  EXPECT_EQ(c->status, 200);
+  EXPECT_EQ(server.requests(), 2);
+  EXPECT_EQ(client.connections_opened(), 1u);  // one at a time: c reused a's connection
 }
 
 // Idle connections are closed once idle_timeout passes (waiting here is the behaviour

@@ -6,7 +6,7 @@ packages=(
   cmake ninja-build g++ pkg-config ca-certificates
   libboost1.81-dev libsimdjson-dev libhiredis-dev libspdlog-dev libssl-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  redis-server python3-aiosmtpd openssl curl clang-14 libclang-rt-14-dev
+  redis-server python3-aiosmtpd openssl curl clang-14 libclang-rt-14-dev libjemalloc-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -54,7 +54,7 @@ stripped) or - (read from stdin); a literal value works too but is visible to ot
                                                      work until the grace ends (default 0)
   channel create --account ID --type whatsapp|waba|telegram|email --name NAME
                  [--api-base URL] [--rate N/s[:burst]] [--on-unknown retry|fail]
-                 [provider options]
+                 [--max-connections N] [provider options]
                                                   -> channel key id and the key, shown once;
                                                      credentials are sealed with the master key
       telegram: --bot-token @FILE|-
@@ -426,6 +426,15 @@ struct Ctl {
       }
       // A send whose reply was lost may have been delivered: send again (duplicates
       // possible) or fail the channel.
+      // HTTP channels: at most N of this key's requests hold (or wait for) a provider
+      // connection at once, so one busy key cannot take the whole pool. 0: no cap.
+      if (auto n = a.get("--max-connections")) {
+        std::size_t v = 0;
+        auto [end, ec] = std::from_chars(n->data(), n->data() + n->size(), v);
+        if (ec != std::errc() || end != n->data() + n->size())
+          throw UsageError("--max-connections must be a whole number");
+        s["max_connections"] = *n;
+      }
       if (auto policy = a.get("--on-unknown")) {
         if (*policy != "retry" && *policy != "fail")
           throw UsageError("--on-unknown must be retry or fail");

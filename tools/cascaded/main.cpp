@@ -1,6 +1,7 @@
 // cascaded: the Cascade worker daemon. A thin main: flags and env fill EngineConfig.
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -51,6 +52,11 @@ options (each has an environment twin; the flag wins):
   --job-retry-delays LIST  delays before job attempts 2, 3, ... when every failure was transient;
                            then the dead letters (CASCADE_JOB_RETRY_DELAYS, 5s,30s,2m,10m,1h;
                            "none" disables job retries)
+  --http-max-per-host N    connections per provider origin (scheme, host, port); more requests
+                           wait for one. HTTP/1.1 sends one request per connection at a time,
+                           so a provider's throughput is at most N / its latency
+                           (CASCADE_HTTP_MAX_PER_HOST, default 4 x --concurrency: a job may
+                           send on its four channel types at once, maybe to one origin)
   --ca-file FILE           extra trust anchors (PEM) for the HTTP providers' TLS, besides the
                            system CA store: a private CA or a TLS-inspecting proxy (CASCADE_CA_FILE,
                            default none; SMTP keys use their own smtp_ca_file setting)
@@ -87,6 +93,24 @@ std::chrono::milliseconds to_duration(const std::string& name, const std::string
   return *d;
 }
 
+// Every job in flight may hold a socket (10,000 jobs: 10,000 provider connections), and
+// the usual soft limit is 1024: take the hard limit, and say so when even that is short.
+void raise_open_files_limit(std::size_t concurrency) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) getrlimit(RLIMIT_NOFILE, &limit);
+  }
+  // Redis connections, the metrics listener, SMTP sessions, logs: a few dozen besides.
+  constexpr rlim_t spare = 64;
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < concurrency + spare)
+    spdlog::warn(
+        "open files limit {} is below --concurrency {} (+{} spare): under full load provider "
+        "connections will fail with \"too many open files\"; raise it (ulimit -n, LimitNOFILE=)",
+        static_cast<unsigned long long>(limit.rlim_cur), concurrency, spare);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -108,6 +132,7 @@ int main(int argc, char** argv) {
       {"--reclaim-idle", "CASCADE_RECLAIM_IDLE"},
       {"--job-retry-delays", "CASCADE_JOB_RETRY_DELAYS"},
       {"--ca-file", "CASCADE_CA_FILE"},
+      {"--http-max-per-host", "CASCADE_HTTP_MAX_PER_HOST"},
       {"--metrics-listen", "CASCADE_METRICS_LISTEN"},
       {"--log-format", "CASCADE_LOG_FORMAT"},
       {"--log-level", "CASCADE_LOG_LEVEL"},
@@ -183,6 +208,10 @@ int main(int argc, char** argv) {
     }
   }
   if (opt.count("--ca-file")) cfg.ca_file = opt["--ca-file"];
+  if (opt.count("--http-max-per-host")) {
+    cfg.http_max_per_host = to_size("--http-max-per-host", opt["--http-max-per-host"]);
+    if (cfg.http_max_per_host == 0) die("--http-max-per-host must be at least 1");
+  }
   if (opt.count("--metrics-listen")) cfg.metrics_listen = opt["--metrics-listen"];
   if (opt.count("--master-key-file")) cfg.master_key_file = opt["--master-key-file"];
   if (cfg.master_key_file.empty())
@@ -212,6 +241,8 @@ int main(int argc, char** argv) {
   if (::stat(cfg.master_key_file.c_str(), &key_stat) == 0 && (key_stat.st_mode & 077) != 0)
     spdlog::warn("master key file {} is readable by other users: chmod 600 it",
                  cfg.master_key_file);
+
+  raise_open_files_limit(cfg.concurrency);
 
   try {
     boost::asio::io_context io(1);
