@@ -1,6 +1,9 @@
 #include "auth/store.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 
 #include "redis/connection.hpp"
@@ -207,14 +210,60 @@ redis.call('PUBLISH', events, 'apikey ' .. new_hex)
 return redis.call('HGETALL', new_record)
 )lua");
 
+// KEYS[1] P:chkey:<hex>; ARGV triples (field, value as read, new value). Replaces each
+// field only if it still holds the value read: a concurrent delete or rekey wins, and a
+// deleted record is never re-created as a fragment. Replies with the number replaced.
+const redis::Script kResealSettings(R"lua(
+local n = 0
+for i = 1, #ARGV, 3 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    n = n + 1
+  end
+end
+return n
+)lua");
+
 bool has_code(const redis::Reply& r, std::string_view code) {
   return r.is_error() && r.str.find(code) != std::string::npos;
 }
 
 }  // namespace
 
-Store::Store(redis::Connection& redis, std::string prefix)
-    : redis_(redis), prefix_(std::move(prefix)) {}
+Store::Store(redis::Connection& redis, std::string prefix, std::shared_ptr<const KeyRing> keys)
+    : redis_(redis), prefix_(std::move(prefix)), keys_(std::move(keys)) {}
+
+void Store::open_secrets(ChannelKey& k) const {
+  for (auto it = k.settings.begin(); it != k.settings.end();) {
+    if (!is_secret_setting(it->first)) {
+      ++it;
+      continue;
+    }
+    if (!is_sealed(it->second)) {
+      // Stored before sealing existed: usable, but said once per process.
+      static std::atomic<bool> warned{false};
+      if (!warned.exchange(true))
+        spdlog::warn(
+            "channel key {} keeps its {} in plaintext in Redis (and maybe others do too): "
+            "run `cascadectl channel rekey --all` to seal them",
+            k.id, it->first);
+      ++it;
+      continue;
+    }
+    auto plain = keys_ ? keys_->open(it->second, secret_aad(k.id, it->first)) : std::nullopt;
+    if (plain) {
+      it->second = std::move(*plain);
+      ++it;
+      continue;
+    }
+    // Never sent on as it is: the channel then fails as misconfigured.
+    spdlog::error(
+        "channel key {}: setting {} does not open with the master key file ({}); the "
+        "channel will fail until the key that sealed it is in the file",
+        k.id, it->first, keys_ ? "no key matches, or it was altered" : "none given");
+    it = k.settings.erase(it);
+  }
+}
 
 std::string Store::events_channel() const {
   return prefix_ + ":auth-events";
@@ -381,12 +430,17 @@ asio::awaitable<NewChannelKey> Store::create_channel_key(ChannelKey record) {
   record.status = "active";
   record.created_ms = now_unix_ms();
   auto hex = to_hex(sha256(out.key));
+  bool has_secret = std::any_of(record.settings.begin(), record.settings.end(),
+                                [](const auto& s) { return is_secret_setting(s.first); });
+  if (has_secret && !keys_)
+    throw StoreError(std::string("a master key is needed to store provider credentials: ") +
+                     kMasterKeyHowTo);
   redis::Command hset = redis::cmd(
       "HSET", key("chkey", hex), "id", record.id, "account", record.account, "type", record.type,
       "name", record.name, "status", record.status, "created", std::to_string(record.created_ms));
   for (const auto& [k, v] : record.settings) {
     hset.push_back("s." + k);
-    hset.push_back(v);
+    hset.push_back(is_secret_setting(k) ? keys_->seal(v, secret_aad(record.id, k)) : v);
   }
   auto replies = co_await redis_.exec_batch(
       redis::batch(std::move(hset), redis::cmd("SET", key("chkey-id", record.id), hex),
@@ -436,6 +490,56 @@ asio::awaitable<void> Store::delete_channel_key(std::string id) {
     check(r);
 }
 
+asio::awaitable<std::size_t> Store::rekey_record(std::string hex) {
+  auto name = key("chkey", hex);
+  auto fields = fields_of(co_await redis_.exec(redis::cmd("HGETALL", name)));
+  std::string id;
+  for (const auto& [n, v] : fields)
+    if (n == "id") id = v;
+  if (id.empty()) co_return 0;  // deleted meanwhile
+  auto args = redis::cmd();
+  for (const auto& [n, v] : fields) {
+    if (!n.starts_with("s.") || !is_secret_setting(n.substr(2))) continue;
+    if (keys_->sealed_under_current(v)) continue;
+    auto aad = secret_aad(id, n.substr(2));
+    auto plain = is_sealed(v) ? keys_->open(v, aad) : std::optional<std::string>(v);
+    if (!plain)
+      throw StoreError("channel key " + id + ": " + n.substr(2) +
+                       " does not open with any key of the master key file");
+    args.push_back(n);
+    args.push_back(v);
+    args.push_back(keys_->seal(*plain, aad));
+  }
+  if (args.empty()) co_return 0;
+  auto r = co_await kResealSettings.run(redis_, redis::cmd(name), std::move(args));
+  check(r);
+  co_return static_cast<std::size_t>(r.integer);
+}
+
+asio::awaitable<std::size_t> Store::rekey_channel_keys(std::string id) {
+  if (!keys_) throw StoreError(std::string("rekey needs the master key file: ") + kMasterKeyHowTo);
+  if (!id.empty()) {
+    auto hex = co_await redis_.exec(redis::cmd("GET", key("chkey-id", id)));
+    if (hex.is_nil()) throw StoreError("no channel key " + id);
+    check(hex);
+    co_return co_await rekey_record(hex.str);
+  }
+  std::size_t resealed = 0;
+  auto pattern = glob_escape(prefix_) + ":chkey:*";
+  auto hex_at = prefix_.size() + std::string_view(":chkey:").size();
+  std::string cursor = "0";
+  do {
+    auto page = co_await redis_.exec(redis::cmd("SCAN", cursor, "MATCH", pattern, "COUNT", "1000"));
+    check(page);
+    if (page.elements.size() != 2) throw redis::Error("redis: unexpected SCAN reply");
+    cursor = page.elements[0].str;
+    for (const auto& name : page.elements[1].elements)
+      if (name.str.size() == hex_at + 64)
+        resealed += co_await rekey_record(name.str.substr(hex_at));
+  } while (cursor != "0");
+  co_return resealed;
+}
+
 asio::awaitable<std::optional<ApiKey>> Store::find_api_key(const Digest& digest) {
   auto r = co_await redis_.exec(redis::cmd("HGETALL", key("apikey", to_hex(digest))));
   co_return api_key_from(fields_of(r));
@@ -448,8 +552,10 @@ asio::awaitable<std::vector<std::optional<ChannelKey>>> Store::find_channel_keys
     cmds.push_back(redis::cmd("HGETALL", key("chkey", to_hex(d))));
   auto replies = co_await redis_.exec_batch(std::move(cmds));
   std::vector<std::optional<ChannelKey>> out;
-  for (const auto& r : replies)
+  for (const auto& r : replies) {
     out.push_back(channel_key_from(fields_of(r)));
+    if (out.back()) open_secrets(*out.back());
+  }
   co_return out;
 }
 

@@ -11,6 +11,7 @@
 //                                  (create and rotate add; revoke reaches them all)
 //   P:account:<id>:apikeys    SET  key ids
 //   P:chkey:<sha256 hex>      HASH id account type name status created s.<setting>...
+//                                  (secret settings sealed: auth/secrets.hpp)
 //   P:chkey-id:<id>           STRING sha256 hex
 //   P:account:<id>:chkeys     SET  channel key ids
 //   P:usage:<key id>          HASH accepted delivered failed rejected last_used
@@ -20,6 +21,7 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -27,6 +29,7 @@
 
 #include "auth/key.hpp"
 #include "auth/records.hpp"
+#include "auth/secrets.hpp"
 
 namespace cascade::redis {
 class Connection;
@@ -51,7 +54,11 @@ struct NewChannelKey {
 
 class Store {
  public:
-  Store(redis::Connection& redis, std::string prefix);
+  // `keys` seals the secret settings of new channel keys and opens them on look-up
+  // (nullptr: no master key; creating a channel key with a secret is then refused, and a
+  // sealed setting is dropped on look-up).
+  Store(redis::Connection& redis, std::string prefix,
+        std::shared_ptr<const KeyRing> keys = nullptr);
 
   boost::asio::awaitable<Account> create_account(std::string name);
   // Throws StoreError when the account does not exist.
@@ -72,11 +79,18 @@ class Store {
   boost::asio::awaitable<std::map<std::string, std::int64_t>> usage(std::string id);
 
   boost::asio::awaitable<NewChannelKey> create_channel_key(ChannelKey record);
+  // Secret settings as stored (sealed): listing never needs them.
   boost::asio::awaitable<std::vector<ChannelKey>> list_channel_keys(std::string account);
   boost::asio::awaitable<void> set_channel_status(std::string id, std::string status);
   boost::asio::awaitable<void> delete_channel_key(std::string id);
+  // Re-seals the secret settings of channel key `id` (every channel key when empty) under
+  // the current master key: legacy plaintext and settings sealed under an older key.
+  // Returns how many settings were re-sealed. Throws StoreError when a setting opens with
+  // no key of the ring.
+  boost::asio::awaitable<std::size_t> rekey_channel_keys(std::string id);
 
-  // Look-ups by digest for the verifier: one round trip each.
+  // Look-ups by digest for the verifier: one round trip each. Channel keys come with
+  // their secret settings opened (plaintext in memory only).
   boost::asio::awaitable<std::optional<ApiKey>> find_api_key(const Digest& digest);
   boost::asio::awaitable<std::vector<std::optional<ChannelKey>>> find_channel_keys(
       const std::vector<Digest>& digests);
@@ -90,8 +104,13 @@ class Store {
   // Digests of key `id` missing from P:apikey-digests:<id> because they were issued
   // before that set existed (empty when the set exists).
   boost::asio::awaitable<std::vector<std::string>> unindexed_api_key_digests(std::string id);
+  boost::asio::awaitable<std::size_t> rekey_record(std::string hex);
+  // Opens the sealed settings of `k` in place (fields as stored); legacy plaintext is
+  // kept. A setting that does not open is dropped, and said so in the log.
+  void open_secrets(ChannelKey& k) const;
   redis::Connection& redis_;
   std::string prefix_;
+  std::shared_ptr<const KeyRing> keys_;
 };
 
 }  // namespace cascade::auth

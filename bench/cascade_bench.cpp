@@ -8,6 +8,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 
@@ -44,7 +45,9 @@ struct Options {
 
 asio::awaitable<int> bench(Options o, redis::Connection& conn) {
   if (o.setup) {
-    auth::Store store(conn, o.prefix);
+    // Seals the bot token like cascadectl: CASCADE_MASTER_KEY_FILE (tools/stack.sh makes one).
+    const char* key_file = std::getenv("CASCADE_MASTER_KEY_FILE");
+    auth::Store store(conn, o.prefix, auth::load_key_ring(key_file ? key_file : ""));
     auto acc = co_await store.create_account("bench");
     auth::ChannelKey ck;
     ck.account = acc.id;

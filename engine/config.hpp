@@ -64,6 +64,10 @@ struct EngineConfig {
   // The metrics listener (SPEC §6): "HOST:PORT" serving /metrics, /healthz and /readyz over
   // plain HTTP; port 0 picks a free one (Engine::metrics_port()). Empty: off.
   std::string metrics_listen;
+  // The master key file (auth/secrets.hpp) that opens the channel keys' sealed provider
+  // credentials. Empty: none, and a channel key with a sealed credential cannot send
+  // (cascaded refuses to start without one).
+  std::string master_key_file;
 };
 
 }  // namespace cascade

@@ -74,7 +74,7 @@ Shard::Shard(asio::io_context& io, EngineConfig c, const ChannelRegistry& regist
       commands(io.get_executor(), redis_cfg),
       reader(io.get_executor(), redis_cfg),
       events(io.get_executor(), redis_cfg),
-      store(commands, config.prefix),
+      store(commands, config.prefix, auth::load_key_ring(config.master_key_file)),
       verifier(store, commands),
       http(io.get_executor(), http_config(config)),
       pacer(commands, config.prefix),

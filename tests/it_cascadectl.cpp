@@ -192,3 +192,122 @@ TEST_F(Ctl, SendWaitAndJobShow) {
   EXPECT_EQ(field(failed.out, "state"), "failed") << failed.out;
   EXPECT_EQ(ctl({"job", "show", "1-0"}).status, 1) << "an unknown job is an error";
 }
+
+// No secret has to be on a command line (SPEC §6): every secret option takes @FILE (one
+// trailing newline stripped) or - (stdin), `send` takes CASCADE_API_KEY, and the Redis
+// password comes from --redis-password-file. What the tools read is what gets used.
+TEST_F(Ctl, SecretsFromFilesStdinAndEnvironment) {
+  test::MockProvider mock;
+  EngineConfig cfg;
+  cfg.redis_url = redis.url();
+  cfg.prefix = "c";
+  test::EngineThread engine(cfg);
+  test::TempDir files;
+  auto file = [&](const std::string& name, const std::string& content) {
+    auto path = files.path() + "/" + name;
+    std::ofstream(path) << content;
+    return path;
+  };
+  auto account = field(ctl({"--json", "account", "create", "--name", "Shop"}).out, "id");
+  // Bot tokens from a file and from stdin.
+  auto from_file = ctl({"--json", "channel", "create", "--account", account, "--type", "telegram",
+                        "--name", "f", "--bot-token", "@" + file("tok", "1:from-file\n"),
+                        "--api-base", mock.base_url()});
+  ASSERT_EQ(from_file.status, 0) << from_file.err;
+  auto from_stdin = test::run_tool(
+      {"/bin/sh", "-c",
+       "printf '2:from-stdin\\n' | " + test::tool_path("cascadectl") + " --redis " + redis.url() +
+           " --prefix c --json channel create --account " + account +
+           " --type telegram --name s --bot-token - --api-base " + mock.base_url()});
+  ASSERT_EQ(from_stdin.status, 0) << from_stdin.err;
+  auto api = field(ctl({"--json", "apikey", "create", "--account", account, "--name", "b"}).out,
+                   "key");
+  auto job = [&](const std::string& name, const std::string& ck) {
+    return file(name, R"({"keys":{"telegram":{"token":")" + field(ck, "key") +
+                          R"("}},"to":{"telegram":"42"},"message":{"text":"hi"}})");
+  };
+  auto tool = test::tool_path("cascadectl");
+  // The API key from the environment, from a file, and (body from a file) from stdin.
+  auto by_env = test::run_tool({tool, "--redis", redis.url(), "--prefix", "c", "send", "--wait",
+                                "10s", job("a.json", from_file.out)},
+                               {"CASCADE_API_KEY=" + api});
+  EXPECT_EQ(by_env.status, 0) << by_env.err;
+  auto by_file = ctl({"send", "--x-api-key", "@" + file("api", api + "\n"), "--wait", "10s",
+                      job("b.json", from_stdin.out)});
+  EXPECT_EQ(by_file.status, 0) << by_file.err;
+  auto by_stdin = test::run_tool(
+      {"/bin/sh", "-c",
+       "echo " + api + " | " + tool + " --redis " + redis.url() +
+           " --prefix c send --token - --wait 10s " + job("c.json", from_file.out)});
+  EXPECT_EQ(by_stdin.status, 0) << by_stdin.err;
+  auto tokens = mock.request_list("telegram");
+  ASSERT_EQ(tokens.size(), 3u);
+  EXPECT_EQ(tokens[0].token, "1:from-file") << "one trailing newline stripped";
+  EXPECT_EQ(tokens[1].token, "2:from-stdin");
+  EXPECT_EQ(tokens[2].token, "1:from-file");
+
+  // Mistakes: one stdin for two things, an unreadable or empty file.
+  auto twice = test::run_tool({"/bin/sh", "-c",
+                               "echo " + api + " | " + tool + " --redis " + redis.url() +
+                                   " --prefix c send --token - -"});
+  EXPECT_EQ(twice.status, 2);
+  EXPECT_NE(twice.err.find("stdin is already read"), std::string::npos) << twice.err;
+  auto unreadable = ctl({"channel", "create", "--account", account, "--type", "telegram",
+                         "--name", "x", "--bot-token", "@/nonexistent/token"});
+  EXPECT_EQ(unreadable.status, 1);
+  EXPECT_NE(unreadable.err.find("cannot read /nonexistent/token"), std::string::npos);
+  auto empty = ctl({"channel", "create", "--account", account, "--type", "telegram", "--name",
+                    "x", "--bot-token", "@" + file("empty", "\n")});
+  EXPECT_EQ(empty.status, 2);
+  EXPECT_NE(empty.err.find("--bot-token is empty"), std::string::npos) << empty.err;
+
+  // The Redis password from a file, not the URL.
+  test::RedisServer locked({"--requirepass", "s3cret-redis"});
+  auto on_locked = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {tool, "--redis", locked.url()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.insert(argv.end(), {"account", "create", "--name", "x"});
+    return test::run_tool(argv);
+  };
+  EXPECT_NE(on_locked({}).status, 0);
+  auto unlocked = on_locked({"--redis-password-file", file("redis-pass", "s3cret-redis\n")});
+  EXPECT_EQ(unlocked.status, 0) << unlocked.err;
+  EXPECT_TRUE(unlocked.out.starts_with("acc_")) << unlocked.out;
+}
+
+// --help shows the safe forms of the secret options, not literal secrets.
+TEST_F(Ctl, HelpShowsSafeSecretForms) {
+  auto help = ctl({"--help"}).out;
+  for (auto form : {"--bot-token @FILE|-", "--access-token @FILE|-", "--gateway-key @FILE|-",
+                    "--server-token @FILE|-", "--smtp-pass @FILE|-", "--token @FILE|-",
+                    "--x-api-key @FILE|-", "CASCADE_API_KEY", "--redis-password-file",
+                    "--master-key-file", "openssl rand -hex 32", "channel rekey"})
+    EXPECT_NE(help.find(form), std::string::npos) << form;
+  for (auto literal : {"--bot-token T", "--access-token T", "--server-token T", "--smtp-pass P",
+                       "--token KEY"})
+    EXPECT_EQ(help.find(literal), std::string::npos) << literal;
+}
+
+// A provider base URL is checked when the channel key is made: credentials, a query, a
+// fragment, CR/LF or dot segments are refused there with the reason (exit 2), and nothing
+// is stored.
+TEST_F(Ctl, ChannelCreateRefusesUnsafeBaseUrls) {
+  auto account = field(ctl({"--json", "account", "create", "--name", "Shop"}).out, "id");
+  for (auto [url, says] : std::vector<std::pair<std::string, std::string>>{
+           {"https://user:pw@gw.example", "credentials"},
+           {"https://gw.example/api?key=1", "query"},
+           {"https://gw.example/api#x", "fragment"},
+           {"https://gw.example/api\r\nX-Evil: 1", "control characters"},
+           {"https://gw.example/api/../admin", "'..'"}}) {
+    auto r = ctl({"channel", "create", "--account", account, "--type", "whatsapp", "--name", "g",
+                  "--api-base", url});
+    EXPECT_EQ(r.status, 2) << url;
+    EXPECT_NE(r.err.find("--api-base: "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << url << ": " << r.err;
+  }
+  EXPECT_EQ(ctl({"channel", "list", "--account", account}).out, "") << "nothing stored";
+  EXPECT_EQ(ctl({"channel", "create", "--account", account, "--type", "whatsapp", "--name", "g",
+                 "--api-base", "https://gw.example/api/v1"})
+                .status,
+            0);
+}

@@ -16,6 +16,7 @@
 
 #include "engine/engine.hpp"
 #include "support/harness.hpp"
+#include "support/process.hpp"
 #include "support/mock_provider.hpp"
 #include "support/redis_server.hpp"
 #include "support/result_json.hpp"
@@ -348,6 +349,7 @@ TEST_F(EndToEnd, TwoThreadsDeliverEveryJobOnce) {
   cfg.threads = 2;
   cfg.consumer = "threaded";
   cfg.job_retry_delays = {};
+  cfg.master_key_file = test::master_key_file();  // opens the sealed bot token
   asio::io_context io;
   Engine threaded(io, cfg);
   threaded.start();

@@ -16,6 +16,7 @@
 #include "redis/connection.hpp"
 #include "redis/sync.hpp"
 #include "support/harness.hpp"
+#include "support/process.hpp"
 #include "support/redis_server.hpp"
 
 using namespace cascade;
@@ -69,7 +70,8 @@ class VerifierLookups : public ::testing::Test {
     auto cfg = *redis::parse_url(redis.url());
     cfg.request_timeout = request_timeout;
     conn = std::make_unique<redis::Connection>(io.get_executor(), cfg);
-    store = std::make_unique<auth::Store>(*conn, kPrefix);
+    store = std::make_unique<auth::Store>(*conn, kPrefix,
+                                          auth::load_key_ring(test::master_key_file()));
     verifier = std::make_unique<auth::Verifier>(*store, *conn, config);
     // Connected before anything is counted or paused.
     redis::run_sync(io, conn->exec(redis::cmd("PING")));

@@ -15,6 +15,8 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 start_redis
 export CASCADE_REDIS_URL=$redis_url
+# Provider credentials are sealed in Redis under $CASCADE_MASTER_KEY_FILE, made by
+# stack.sh (by hand: openssl rand -hex 32 > master.key && chmod 600 master.key).
 start_mock "$bin/mock_provider/cascade-mock-provider"
 mock=$mock_url
 say "redis on 127.0.0.1:$redis_port, mock provider on $mock"
@@ -28,9 +30,9 @@ say "cascadectl: an account, an API key, channel keys"
 account=$($ctl account create --name "Demo Shop")
 echo "account $account"
 wa=$($ctl --json channel create --account "$account" --type whatsapp --name "shop phone" \
-  --api-base "$mock" --session default --gateway-key demo-gateway-key)
+  --api-base "$mock" --session default --gateway-key @<(printf demo-gateway-key))
 tg=$($ctl --json channel create --account "$account" --type telegram --name "shop bot" \
-  --bot-token 123456:demo-bot-token)
+  --bot-token - <<<"123456:demo-bot-token")
 field() { /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 wa_key=$(field key <<<"$wa"); tg_key=$(field key <<<"$tg")
 echo "whatsapp channel $(field id <<<"$wa"), telegram channel $(field id <<<"$tg") (keys shown once, kept in this shell only)"
@@ -39,14 +41,15 @@ api_key=$(field key <<<"$api")
 echo "API key $(field id <<<"$api")"
 other=$($ctl account create --name "Someone Else")
 other_tg=$($ctl --json channel create --account "$other" --type telegram --name "their bot" \
-  --bot-token 999:their-token | field key)
+  --bot-token - <<<"999:their-token" | field key)
 
 say "job 1: delivered on its primary channel (telegram)"
 cat >"$work/job1.json" <<JSON
 {"keys":{"telegram":{"token":"$tg_key"}},"to":{"telegram":"123456789"},
  "message":{"text":"Your code is 123456"},"metadata":{"order":"A-1042"}}
 JSON
-$ctl send --token "$api_key" --wait 15s "$work/job1.json" || true
+export CASCADE_API_KEY=$api_key  # send's key, off the command line
+$ctl send --wait 15s "$work/job1.json" || true
 
 say "job 2: the WhatsApp device fails (the gateway answers 503), tier 1 (telegram) delivers"
 curl -s -X POST "$mock/__mock/rules" -d '{"provider":"whatsapp","recipient":"33612345678","status":503}' >/dev/null
@@ -56,14 +59,14 @@ cat >"$work/job2.json" <<JSON
  "to":{"phone":"+33612345678","telegram":"123456789"},
  "message":{"text":"Your parcel is on its way"}}
 JSON
-$ctl send --token "$api_key" --wait 15s "$work/job2.json" || true
+$ctl send --wait 15s "$work/job2.json" || true
 
 say "job 3: rejected with 403 (the telegram channel key belongs to another account)"
 cat >"$work/job3.json" <<JSON
 {"keys":{"telegram":{"token":"$other_tg"}},"to":{"telegram":"123456789"},
  "message":{"text":"Not yours"}}
 JSON
-$ctl send --token "$api_key" --wait 15s "$work/job3.json" || true
+$ctl send --wait 15s "$work/job3.json" || true
 
 say "what the mock provider received"
 curl -s "$mock/__mock/requests" | /usr/bin/python3 -c '

@@ -5,6 +5,9 @@
 #   start_redis        -> $redis_port, $redis_url
 #   start_mock BIN     -> $mock_url
 #   stack_track PID    -> killed on exit too
+# Sourcing it also makes a fresh master key in $stack_work and exports
+# CASCADE_MASTER_KEY_FILE: cascaded, cascadectl and cascade-bench seal and open the
+# provider credentials with it.
 # $stack_work is a scratch directory removed on exit.
 stack_pids=()
 stack_work=$(mktemp -d /tmp/cascade-stack.XXXXXX)
@@ -23,6 +26,9 @@ build_targets() {
   # script (callers run with pipefail).
   cmake --build build -j "$(nproc)" --target "$@" | { grep -vE '^\[[0-9]+/[0-9]+\] ' || true; }
 }
+
+(umask 077 && openssl rand -hex 32 >"$stack_work/master.key")
+export CASCADE_MASTER_KEY_FILE=$stack_work/master.key
 
 free_port() {
   /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

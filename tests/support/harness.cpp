@@ -11,6 +11,7 @@
 #include "engine/engine.hpp"
 #include "redis/connection.hpp"
 #include "redis/sync.hpp"
+#include "support/process.hpp"
 
 namespace asio = boost::asio;
 
@@ -24,6 +25,11 @@ redis::Config config_of(const std::string& url) {
 }
 
 using redis::run_sync;
+
+EngineConfig with_master_key(EngineConfig c) {
+  if (c.master_key_file.empty()) c.master_key_file = master_key_file();
+  return c;
+}
 
 }  // namespace
 
@@ -42,7 +48,7 @@ redis::Reply SyncRedis::exec(redis::Command c, std::optional<std::chrono::millis
 
 struct EngineThread::Impl {
   Impl(EngineConfig config, ChannelRegistry registry)
-      : engine(io, std::move(config), std::move(registry)) {
+      : engine(io, with_master_key(std::move(config)), std::move(registry)) {
     engine.start();
     thread = std::thread([this] { io.run(); });
   }
@@ -68,7 +74,8 @@ void EngineThread::stop() {
 
 struct Admin::Impl {
   Impl(const std::string& url, std::string prefix)
-      : conn(io.get_executor(), config_of(url)), store(conn, std::move(prefix)) {}
+      : conn(io.get_executor(), config_of(url)),
+        store(conn, std::move(prefix), auth::load_key_ring(master_key_file())) {}
   asio::io_context io;
   redis::Connection conn;
   auth::Store store;

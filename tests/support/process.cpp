@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,8 +29,16 @@ Process::Process(std::vector<std::string> argv, std::vector<std::string> env,
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   std::vector<std::string> envs;
+  // An entry of `env` replaces an inherited one of the same name (getenv finds the first).
+  auto overridden = [&](std::string_view inherited) {
+    for (const auto& kv : env)
+      if (auto eq = kv.find('='); eq != std::string::npos &&
+                                  inherited.substr(0, eq + 1) == std::string_view(kv).substr(0, eq + 1))
+        return true;
+    return false;
+  };
   for (char** e = environ; *e; ++e)
-    envs.emplace_back(*e);
+    if (!overridden(*e)) envs.emplace_back(*e);
   for (auto& kv : env)
     envs.push_back(kv);
   std::vector<char*> cargv, cenv;
@@ -161,6 +170,30 @@ std::uint16_t free_port() {
   ::close(fd);
   return ntohs(addr.sin_port);
 }
+
+const char* const kTestMasterKey =
+    "6d61737465722d6b65792d666f722d74657374732d6f6e6c792d2d2d2d2d2d21";
+
+const std::string& master_key_file() {
+  struct File {
+    std::string path = std::filesystem::temp_directory_path().string() +
+                       "/cascade-test-master-" + std::to_string(getpid()) + ".key";
+    File() {
+      std::ofstream(path) << kTestMasterKey << "\n";
+      ::chmod(path.c_str(), 0600);
+    }
+    ~File() { ::unlink(path.c_str()); }
+  };
+  static File file;
+  return file.path;
+}
+
+namespace {
+// Before any test runs: the tools started by tests inherit it.
+[[maybe_unused]] const bool master_key_in_env = [] {
+  return ::setenv("CASCADE_MASTER_KEY_FILE", master_key_file().c_str(), 0) == 0;
+}();
+}  // namespace
 
 std::string tool_path(const std::string& name) {
   std::string dir = CASCADE_BIN_DIR;

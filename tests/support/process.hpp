@@ -12,7 +12,8 @@ namespace cascade::test {
 
 class Process {
  public:
-  // Starts argv[0] (a path) with argv. env entries "K=V" are added to the environment.
+  // Starts argv[0] (a path) with argv. env entries "K=V" are added to the environment
+  // (replacing an inherited K).
   // stdout is a pipe readable with read_line(); stderr goes to `stderr_path` when set,
   // else it is inherited.
   Process(std::vector<std::string> argv, std::vector<std::string> env = {},
@@ -53,6 +54,14 @@ std::uint16_t free_port();
 
 // Path of a built tool (cascaded, cascadectl, cascade-mock-provider).
 std::string tool_path(const std::string& name);
+
+// The tests' master key file (auth/secrets.hpp): a fixed test key written once per test
+// process to a temporary file. Every tool a test starts finds it through
+// CASCADE_MASTER_KEY_FILE, set for the test process as an operator would set it; a test
+// that wants none passes "CASCADE_MASTER_KEY_FILE=" in the tool's environment.
+const std::string& master_key_file();
+// The test master key, as the file holds it (64 hex characters).
+extern const char* const kTestMasterKey;
 
 // A fresh temporary directory, removed by the destructor.
 class TempDir {

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "auth/secrets.hpp"
 #include "auth/store.hpp"
 #include "engine/keyspace.hpp"
 #include "engine/pacer.hpp"
@@ -36,6 +37,11 @@ namespace {
 
 constexpr const char* kUsage = R"(usage: cascadectl [--redis URL] [--prefix P] [--json] COMMAND
 
+Secrets never need to be on the command line (where ps and shell history see them):
+every secret option (--bot-token, --access-token, --gateway-key, --server-token,
+--smtp-pass, --token, --x-api-key) takes @FILE (the file's content, one trailing newline
+stripped) or - (read from stdin); a literal value works too but is visible to others.
+
   account create --name NAME                      -> account id
   account pause|resume ACCOUNT_ID
   apikey create --account ID --name NAME [--scopes send,read,manage,events|admin]
@@ -49,17 +55,22 @@ constexpr const char* kUsage = R"(usage: cascadectl [--redis URL] [--prefix P] [
   channel create --account ID --type whatsapp|waba|telegram|email --name NAME
                  [--api-base URL] [--rate N/s[:burst]] [--on-unknown retry|fail]
                  [--max-connections N] [provider options]
-                                                  -> channel key id and the key, shown once
-      telegram: --bot-token T
-      waba:     --phone-number-id ID --access-token T [--api-version v23.0]
-      whatsapp: --api-base GATEWAY_URL [--session NAME] [--gateway-key K]
-      email:    --from ADDR and either --provider postmark --server-token T
-                or --provider smtp --smtp-host H --smtp-port P [--smtp-user U --smtp-pass P]
-                   [--smtp-tls none|starttls|tls]
+                                                  -> channel key id and the key, shown once;
+                                                     credentials are sealed with the master key
+      telegram: --bot-token @FILE|-
+      waba:     --phone-number-id ID --access-token @FILE|- [--api-version v23.0]
+      whatsapp: --api-base GATEWAY_URL [--session NAME] [--gateway-key @FILE|-]
+      email:    --from ADDR and either --provider postmark --server-token @FILE|-
+                or --provider smtp --smtp-host H --smtp-port P
+                   [--smtp-user U --smtp-pass @FILE|-] [--smtp-tls none|starttls|tls]
   channel list --account ID
   channel pause|resume|delete CK_ID
-  send (--token KEY | --x-api-key KEY) [--idempotency-key K] [--wait 10s] BODY_FILE|-
+  channel rekey --all|CK_ID                       re-seal credentials under the current
+                                                  master key (after adding a new key first
+                                                  in the file, or for plaintext ones)
+  send [--token @FILE|- | --x-api-key @FILE|-] [--idempotency-key K] [--wait 10s] BODY_FILE|-
                                                   -> job id; with --wait, the result
+                                                  (CASCADE_API_KEY serves as --token)
   job show JOB_ID
   dlq list [--count 20] [--before ENTRY]          dead letters, newest first, with the reason
                                                   (credentials masked); --before pages on
@@ -70,7 +81,14 @@ constexpr const char* kUsage = R"(usage: cascadectl [--redis URL] [--prefix P] [
 
 global options:
   --redis URL    redis://[[user]:password@]host[:port][/db] (CASCADE_REDIS_URL,
-                 default redis://127.0.0.1:6379/0)
+                 default redis://127.0.0.1:6379/0); put a password in the environment
+                 variable or in --redis-password-file, not in --redis
+  --redis-password-file FILE
+                 the Redis password (one trailing newline stripped)
+  --master-key-file FILE
+                 master key sealing the provider credentials (CASCADE_MASTER_KEY_FILE);
+                 needed by channel create with a credential and by channel rekey. Make one:
+                   openssl rand -hex 32 > master.key && chmod 600 master.key
   --prefix P     key prefix (CASCADE_PREFIX, default cascade)
   --json         print exactly one JSON object on stdout
 
@@ -84,6 +102,39 @@ struct UsageError : std::runtime_error {
 struct Failure : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+std::string strip_newline(std::string s) {
+  if (s.ends_with('\n')) s.pop_back();
+  if (s.ends_with('\r')) s.pop_back();
+  return s;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Failure("cannot read " + path);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+bool stdin_taken = false;  // one option (or the body) at most reads stdin
+
+std::string read_stdin(const std::string& what) {
+  if (stdin_taken) throw UsageError(what + ": stdin is already read by another option");
+  stdin_taken = true;
+  return std::string(std::istreambuf_iterator<char>(std::cin), {});
+}
+
+// A secret option's value: "@FILE" reads the file, "-" reads stdin (one trailing newline
+// stripped either way); anything else is the secret itself, which ps and shell history
+// also see.
+std::string secret_value(const std::string& name, const std::string& v) {
+  std::string out = v;
+  if (v == "-")
+    out = strip_newline(read_stdin(name));
+  else if (v.starts_with('@'))
+    out = strip_newline(read_file(v.substr(1)));
+  if (out.empty()) throw UsageError(name + " is empty");
+  return out;
+}
 
 // Parsed command line: positional words and --name value options.
 struct Args {
@@ -102,6 +153,12 @@ struct Args {
     if (!v || v->empty()) throw UsageError(name + " is required");
     return *v;
   }
+  std::optional<std::string> secret(const std::string& name) {
+    auto v = get(name);
+    if (!v) return v;
+    return secret_value(name, *v);
+  }
+  std::string need_secret(const std::string& name) { return secret_value(name, need(name)); }
   // Rejects options this command does not take, so typos are loud.
   void finish() {
     for (const auto& [k, v] : opts)
@@ -178,9 +235,13 @@ struct Ctl {
   std::string prefix;
   keyspace::Keys keys;
   bool json_out = false;
+  std::string key_id;  // of the current master key, for messages
 
-  Ctl(redis::Config cfg, std::string p)
-      : redis(io.get_executor(), cfg), store(redis, p), prefix(p), keys(std::move(p)) {}
+  Ctl(redis::Config cfg, std::string p, std::shared_ptr<const auth::KeyRing> ring)
+      : redis(io.get_executor(), cfg),
+        store(redis, p, std::move(ring)),
+        prefix(p),
+        keys(std::move(p)) {}
 
   redis::Reply exec(redis::Command c) { return run(io, redis.exec(std::move(c))); }
 
@@ -343,7 +404,8 @@ struct Ctl {
   }
 
   int channel(Args& a) {
-    if (a.words.size() < 2) throw UsageError("channel needs create, list, pause, resume or delete");
+    if (a.words.size() < 2)
+      throw UsageError("channel needs create, list, pause, resume, delete or rekey");
     const auto& verb = a.words[1];
     if (verb == "create") {
       auth::ChannelKey rec;
@@ -379,26 +441,26 @@ struct Ctl {
         s["on_unknown"] = *policy;
       }
       if (rec.type == "telegram") {
-        s["bot_token"] = a.need("--bot-token");
+        s["bot_token"] = a.need_secret("--bot-token");
       } else if (rec.type == "waba") {
         s["phone_number_id"] = a.need("--phone-number-id");
-        s["access_token"] = a.need("--access-token");
+        s["access_token"] = a.need_secret("--access-token");
         if (auto v = a.get("--api-version")) s["version"] = *v;
       } else if (rec.type == "whatsapp") {
         if (!base) throw UsageError("--api-base GATEWAY_URL is required for whatsapp");
         s["session"] = a.get("--session").value_or("default");
-        if (auto k = a.get("--gateway-key")) s["gateway_key"] = *k;
+        if (auto k = a.secret("--gateway-key")) s["gateway_key"] = *k;
       } else if (rec.type == "email") {
         s["from"] = a.need("--from");
         auto provider = a.need("--provider");
         s["provider"] = provider;
         if (provider == "postmark") {
-          s["server_token"] = a.need("--server-token");
+          s["server_token"] = a.need_secret("--server-token");
         } else if (provider == "smtp") {
           s["smtp_host"] = a.need("--smtp-host");
           s["smtp_port"] = a.need("--smtp-port");
           if (auto u = a.get("--smtp-user")) s["smtp_user"] = *u;
-          if (auto p = a.get("--smtp-pass")) s["smtp_pass"] = *p;
+          if (auto p = a.secret("--smtp-pass")) s["smtp_pass"] = *p;
           auto tls = a.get("--smtp-tls").value_or("starttls");
           if (tls != "none" && tls != "starttls" && tls != "tls")
             throw UsageError("--smtp-tls must be none, starttls or tls");
@@ -457,25 +519,42 @@ struct Ctl {
       }
       return 0;
     }
+    if (verb == "rekey") {
+      bool all = a.get("--all").has_value();
+      a.finish();
+      if (all == (a.words.size() == 3)) throw UsageError("channel rekey needs CK_ID or --all (not both)");
+      auto n = run(io, store.rekey_channel_keys(all ? std::string() : a.words[2]));
+      if (json_out) {
+        std::string out;
+        json::ObjectWriter(out)
+            .field("resealed", static_cast<std::int64_t>(n))
+            .field("master_key", key_id)
+            .close();
+        std::cout << out << "\n";
+      } else {
+        std::cout << "re-sealed " << n << " credential" << (n == 1 ? "" : "s")
+                  << " under master key " << key_id << "\n";
+      }
+      return 0;
+    }
     throw UsageError("unknown channel command '" + verb + "'");
   }
 
   static std::string read_body(const std::string& path) {
-    if (path == "-") {
-      return std::string(std::istreambuf_iterator<char>(std::cin), {});
-    }
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw Failure("cannot read " + path);
-    return std::string(std::istreambuf_iterator<char>(f), {});
+    return path == "-" ? read_stdin("BODY_FILE -") : read_file(path);
   }
 
   int send(Args& a) {
-    auto token = a.get("--token");
-    auto xkey = a.get("--x-api-key");
+    auto token = a.secret("--token");
+    auto xkey = a.secret("--x-api-key");
     auto idem = a.get("--idempotency-key");
     auto wait = a.get("--wait");
     a.finish();
-    if (!token && !xkey) throw UsageError("send needs --token KEY or --x-api-key KEY");
+    if (!token && !xkey) {
+      if (const char* e = std::getenv("CASCADE_API_KEY"); e && *e) token = e;
+    }
+    if (!token && !xkey)
+      throw UsageError("send needs --token @FILE|-, --x-api-key @FILE|- or CASCADE_API_KEY");
     if (a.words.size() != 2) throw UsageError("send needs BODY_FILE (or - for stdin)");
     std::optional<std::chrono::milliseconds> wait_for;
     if (wait) {
@@ -845,7 +924,13 @@ int main(int argc, char** argv) {
     std::string why;
     auto cfg = redis::parse_url(url, &why);
     if (!cfg) throw UsageError("--redis: " + why);
-    Ctl ctl(*cfg, prefix);
+    if (auto v = args.get("--redis-password-file")) cfg->password = strip_newline(read_file(*v));
+    std::string key_file;
+    if (const char* e = std::getenv("CASCADE_MASTER_KEY_FILE")) key_file = e;
+    if (auto v = args.get("--master-key-file")) key_file = *v;
+    auto ring = auth::load_key_ring(key_file);
+    Ctl ctl(*cfg, prefix, ring);
+    if (ring) ctl.key_id = ring->current_id();
     ctl.json_out = args.get("--json").has_value();
     if (args.words.empty()) throw UsageError("");
     const auto& cmd = args.words[0];

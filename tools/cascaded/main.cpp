@@ -1,6 +1,8 @@
 // cascaded: the Cascade worker daemon. A thin main: flags and env fill EngineConfig.
 #include <spdlog/spdlog.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
@@ -10,6 +12,7 @@
 #include <iostream>
 #include <string>
 
+#include "auth/secrets.hpp"
 #include "engine/engine.hpp"
 #include "util/log.hpp"
 #include "util/time.hpp"
@@ -22,6 +25,11 @@ Consumes send jobs from the Redis stream <prefix>:jobs, authenticates them, deli
 them through the cascade of channels and writes one result per job.
 
 options (each has an environment twin; the flag wins):
+  --master-key-file FILE   required: the master key that opens the channel keys' provider
+                           credentials, 64 hex characters (the first line seals, any others
+                           only open); make one with
+                             openssl rand -hex 32 > master.key && chmod 600 master.key
+                           (CASCADE_MASTER_KEY_FILE)
   --redis URL              redis://[[user]:password@]host[:port][/db]
                            (CASCADE_REDIS_URL, default redis://127.0.0.1:6379/0)
   --prefix P               key prefix (CASCADE_PREFIX, default cascade)
@@ -128,7 +136,11 @@ int main(int argc, char** argv) {
       {"--metrics-listen", "CASCADE_METRICS_LISTEN"},
       {"--log-format", "CASCADE_LOG_FORMAT"},
       {"--log-level", "CASCADE_LOG_LEVEL"},
+      {"--master-key-file", "CASCADE_MASTER_KEY_FILE"},
   };
+  // This process holds the providers' credentials in the clear: no core dumps, and no
+  // ptrace or /proc/<pid>/mem from other processes of the same user.
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   for (const auto& [flag, env] : env_of)
     if (const char* v = std::getenv(env.c_str())) opt[flag] = v;
   for (int i = 1; i < argc; ++i) {
@@ -201,6 +213,16 @@ int main(int argc, char** argv) {
     if (cfg.http_max_per_host == 0) die("--http-max-per-host must be at least 1");
   }
   if (opt.count("--metrics-listen")) cfg.metrics_listen = opt["--metrics-listen"];
+  if (opt.count("--master-key-file")) cfg.master_key_file = opt["--master-key-file"];
+  if (cfg.master_key_file.empty())
+    die(std::string("no master key: --master-key-file FILE (or CASCADE_MASTER_KEY_FILE) is "
+                    "required, to open the provider credentials; ") +
+        cascade::auth::kMasterKeyHowTo);
+  try {
+    cascade::auth::KeyRing::load(cfg.master_key_file);  // early: a clear error, exit 2
+  } catch (const cascade::auth::SecretError& e) {
+    die(e.what());
+  }
   for (auto [type, env] :
        {std::pair{"telegram", "CASCADE_TELEGRAM_API_BASE"},
         std::pair{"waba", "CASCADE_WABA_API_BASE"}, std::pair{"email", "CASCADE_POSTMARK_API_BASE"},
@@ -215,6 +237,10 @@ int main(int argc, char** argv) {
     die("--log-level must be one of trace, debug, info, warn, error, off");
   cascade::init_logging(format == "json" ? cascade::LogFormat::json : cascade::LogFormat::text,
                         level);
+  struct stat key_stat {};
+  if (::stat(cfg.master_key_file.c_str(), &key_stat) == 0 && (key_stat.st_mode & 077) != 0)
+    spdlog::warn("master key file {} is readable by other users: chmod 600 it",
+                 cfg.master_key_file);
 
   raise_open_files_limit(cfg.concurrency);
 
