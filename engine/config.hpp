@@ -29,6 +29,10 @@ struct EngineConfig {
   std::chrono::milliseconds block{1000};  // XREADGROUP BLOCK
   std::chrono::seconds result_ttl{24 * 3600};
   std::size_t results_maxlen = 1'000'000;
+  // <prefix>:dead is capped too (MAXLEN ~): a flood of unreadable entries cannot fill
+  // Redis. Each copied field value is cut at dead_field_max_bytes (marked as cut).
+  std::size_t dead_maxlen = 100'000;
+  std::size_t dead_field_max_bytes = 8 * 1024;
   std::chrono::milliseconds attempt_timeout{10'000};  // one try on one channel
   std::chrono::milliseconds channel_timeout{30'000};  // all tries of one channel in a tier
   RetryPolicy retry;

@@ -3,6 +3,7 @@
 // the end to the writer. Usage and stats are counted once, from the returned value.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 
 #include "auth/key.hpp"
@@ -124,7 +125,10 @@ void refuse(Disposition& d, const JobRun& run, const EntryFields& fields, Refuse
   d.end.status = r.result.status;
   if (r.dead) {
     d.end.dead_reason = "unreadable entry";
-    d.end.fields = fields;
+    // An entry without a body has nothing worth keeping: its other fields (credentials,
+    // anything a producer sent) are not copied.
+    if (std::any_of(fields.begin(), fields.end(), [](const auto& f) { return f.first == "body"; }))
+      d.end.fields = fields;
   }
   r.result.id = run.id;
   r.result.prior_attempts_json = run.prior_attempts;

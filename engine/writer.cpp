@@ -24,6 +24,15 @@ namespace {
 // A batch this large is already far past the point where the round trip is amortised;
 // the cap bounds the size of one write (and of one reply to parse).
 constexpr std::size_t kMaxBatch = 2048;
+// A dead letter's copy of a field: at most `max` bytes, and a cut one says so (a hostile
+// entry of 100 MB must not be kept twice).
+std::string bounded(const std::string& value, std::size_t max) {
+  if (value.size() <= max) return value;
+  auto cut = value.substr(0, max);
+  cut += "...[cut: " + std::to_string(value.size() - max) + " more bytes]";
+  return cut;
+}
+
 }  // namespace
 
 std::vector<redis::Command> end_commands(const keyspace::Keys& keys, const EngineConfig& config,
@@ -33,6 +42,7 @@ std::vector<redis::Command> end_commands(const keyspace::Keys& keys, const Engin
   cmds.reserve(ends.size() * 2 + 2);
   const auto result_ttl = std::to_string(config.result_ttl.count());
   const auto maxlen = std::to_string(config.results_maxlen);
+  const auto dead_maxlen = std::to_string(config.dead_maxlen);
   for (const auto* e : ends) {
     if (e->kind == JobEnd::Kind::ack_only) continue;
     if (e->kind == JobEnd::Kind::retry) {
@@ -60,10 +70,10 @@ std::vector<redis::Command> end_commands(const keyspace::Keys& keys, const Engin
     cmds.push_back(redis::cmd("XADD", keys.results(), "MAXLEN", "~", maxlen, "*", "id", e->id,
                               "status", std::to_string(e->status), "result", e->json));
     if (!e->dead_reason.empty()) {
-      auto xadd = redis::cmd("XADD", keys.dead(), "*", "id", e->id);
+      auto xadd = redis::cmd("XADD", keys.dead(), "MAXLEN", "~", dead_maxlen, "*", "id", e->id);
       for (const auto& [k, v] : e->fields) {
-        xadd.push_back(k);
-        xadd.push_back(v);
+        xadd.push_back(k.substr(0, 256));
+        xadd.push_back(bounded(v, config.dead_field_max_bytes));
       }
       xadd.push_back("reason");
       xadd.push_back(e->dead_reason);

@@ -284,6 +284,13 @@ TEST_F(EndToEnd, EntriesAreAckedDeletedAndResultsHoldNoSecrets) {
   auto pending = producer->exec(redis::cmd("XPENDING", std::string(kPrefix) + ":jobs", "cascade"));
   EXPECT_EQ(pending.elements.at(0).integer, 0);
   EXPECT_EQ(producer->exec(redis::cmd("XLEN", std::string(kPrefix) + ":dead")).integer, 2);
+  // The entry without a body is dead-lettered without its other fields (its credential).
+  auto dead = producer->exec(redis::cmd("XRANGE", std::string(kPrefix) + ":dead", "-", "+"));
+  ASSERT_EQ(dead.elements.size(), 2u);
+  std::vector<std::string> names;
+  for (const auto& kv : dead.elements[1].elements[1].elements)
+    names.push_back(kv.str);
+  EXPECT_EQ(std::count(names.begin(), names.end(), "authorization"), 0);
   EXPECT_EQ(producer->exec(redis::cmd("XLEN", std::string(kPrefix) + ":results")).integer, 3);
   auto results = producer->exec(redis::cmd("XRANGE", std::string(kPrefix) + ":results", "-", "+"));
   for (const auto& e : results.elements) {

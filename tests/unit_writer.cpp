@@ -105,8 +105,21 @@ TEST(Writer, DeadLetterCarriesFieldsReasonAndResult) {
   e.fields = {{"body", "not json"}};
   auto cmds = commands_for({e});
   auto dead = cmds[index_of(cmds, "XADD", "p:dead")];
-  EXPECT_EQ(dead, redis::cmd("XADD", "p:dead", "*", "id", "4-0", "body", "not json", "reason",
-                             "unreadable entry", "result", e.json));
+  EXPECT_EQ(dead, redis::cmd("XADD", "p:dead", "MAXLEN", "~", "100000", "*", "id", "4-0", "body",
+                             "not json", "reason", "unreadable entry", "result", e.json));
+}
+
+// A hostile field is kept cut at 8 KiB, and says how much was cut.
+TEST(Writer, DeadLetterFieldsAreBounded) {
+  auto e = final_end("5-0");
+  e.dead_reason = "unreadable entry";
+  e.fields = {{"body", std::string(100'000, 'x')}};
+  auto cmds = commands_for({e});
+  auto dead = cmds[index_of(cmds, "XADD", "p:dead")];
+  const auto& body = dead.at(9);
+  EXPECT_EQ(dead.at(8), "body");
+  EXPECT_EQ(body.substr(0, 8192), std::string(8192, 'x'));
+  EXPECT_EQ(body.substr(8192), "...[cut: 91808 more bytes]");
 }
 
 // An entry that only needs acknowledging writes nothing else.

@@ -46,6 +46,8 @@ options (each has an environment twin; the flag wins):
   --retry-base D           first backoff, doubled per retry, full jitter (CASCADE_RETRY_BASE, 200ms)
   --result-ttl D           lifetime of <prefix>:result:<id> (CASCADE_RESULT_TTL, 24h)
   --results-maxlen N       approximate cap of <prefix>:results (CASCADE_RESULTS_MAXLEN, 1000000)
+  --dead-maxlen N          approximate cap of <prefix>:dead, the dead letters (CASCADE_DEAD_MAXLEN,
+                           100000); each copied field is cut at 8 KiB (marked)
   --drain-timeout D        on SIGTERM/SIGINT, how long in-flight jobs may finish (CASCADE_DRAIN_TIMEOUT, 30s)
   --reclaim-idle D         jobs pending longer than this (a dead worker's) are claimed and run
                            again; keep it above the longest job (CASCADE_RECLAIM_IDLE, 60s)
@@ -128,6 +130,7 @@ int main(int argc, char** argv) {
       {"--retry-base", "CASCADE_RETRY_BASE"},
       {"--result-ttl", "CASCADE_RESULT_TTL"},
       {"--results-maxlen", "CASCADE_RESULTS_MAXLEN"},
+      {"--dead-maxlen", "CASCADE_DEAD_MAXLEN"},
       {"--drain-timeout", "CASCADE_DRAIN_TIMEOUT"},
       {"--reclaim-idle", "CASCADE_RECLAIM_IDLE"},
       {"--job-retry-delays", "CASCADE_JOB_RETRY_DELAYS"},
@@ -187,6 +190,8 @@ int main(int argc, char** argv) {
   }
   if (opt.count("--results-maxlen"))
     cfg.results_maxlen = to_size("--results-maxlen", opt["--results-maxlen"]);
+  if (opt.count("--dead-maxlen")) cfg.dead_maxlen = to_size("--dead-maxlen", opt["--dead-maxlen"]);
+  if (cfg.dead_maxlen == 0) die("--dead-maxlen must be at least 1");
   if (opt.count("--drain-timeout"))
     cfg.drain_timeout = to_duration("--drain-timeout", opt["--drain-timeout"]);
   if (opt.count("--reclaim-idle")) {
