@@ -33,8 +33,12 @@ std::string default_consumer() {
   // pending scan of one would run the other's in-flight entries.
   static std::atomic<int> engines{0};
   auto n = ++engines;
-  return std::string(host) + "-" + std::to_string(getpid()) +
-         (n > 1 ? "-" + std::to_string(n) : std::string());
+  // Appended (g++ 12 -O3 reports `"-" + std::string&&` as an overlapping copy, a false
+  // -Wrestrict positive).
+  std::string name(host);
+  name.append("-").append(std::to_string(getpid()));
+  if (n > 1) name.append("-").append(std::to_string(n));
+  return name;
 }
 
 redis::Config redis_config(const std::string& url) {

@@ -58,7 +58,9 @@ std::string Result::to_json() const {
     }
     via += ']';
     w.raw("delivered_via", via);
-    w.raw("attempts", "[" + attempts_json() + "]");
+    std::string attempts_array = "[";
+    attempts_array.append(attempts_json()).append("]");
+    w.raw("attempts", attempts_array);
   }
   w.field("job_attempt", job_attempt);
   if (!next_attempt_at.empty()) w.field("next_attempt_at", next_attempt_at);
