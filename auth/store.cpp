@@ -364,25 +364,32 @@ asio::awaitable<std::vector<std::string>> Store::unindexed_api_key_digests(std::
   // A key from before the index: find its records (a rotated key has several) by their
   // id field. One pass over the API key records, once per such key.
   std::vector<std::string> found;
-  auto pattern = glob_escape(prefix_) + ":apikey:*";
-  auto hex_at = prefix_.size() + std::string_view(":apikey:").size();
+  auto digests = co_await all_digests("apikey");
+  for (std::size_t from = 0; from < digests.size(); from += 1000) {
+    std::vector<redis::Command> gets;
+    for (std::size_t i = from; i < std::min(digests.size(), from + 1000); ++i)
+      gets.push_back(redis::cmd("HGET", key("apikey", digests[i]), "id"));
+    auto ids = co_await redis_.exec_batch(std::move(gets));
+    for (std::size_t i = 0; i < ids.size(); ++i)
+      if (ids[i].str == id) found.push_back(digests[from + i]);
+  }
+  co_return found;
+}
+
+asio::awaitable<std::vector<std::string>> Store::all_digests(std::string_view kind) {
+  std::vector<std::string> out;
+  auto pattern = glob_escape(prefix_) + ":" + std::string(kind) + ":*";
+  auto hex_at = prefix_.size() + kind.size() + 2;
   std::string cursor = "0";
   do {
     auto page = co_await redis_.exec(redis::cmd("SCAN", cursor, "MATCH", pattern, "COUNT", "1000"));
     check(page);
     if (page.elements.size() != 2) throw redis::Error("redis: unexpected SCAN reply");
     cursor = page.elements[0].str;
-    std::vector<redis::Command> gets;
     for (const auto& name : page.elements[1].elements)
-      gets.push_back(redis::cmd("HGET", name.str, "id"));
-    if (gets.empty()) continue;
-    auto ids = co_await redis_.exec_batch(std::move(gets));
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      const auto& name = page.elements[1].elements[i].str;
-      if (ids[i].str == id && name.size() == hex_at + 64) found.push_back(name.substr(hex_at));
-    }
+      if (name.str.size() == hex_at + 64) out.push_back(name.str.substr(hex_at));
   } while (cursor != "0");
-  co_return found;
+  co_return out;
 }
 
 asio::awaitable<void> Store::revoke_api_key(std::string id) {
@@ -525,18 +532,8 @@ asio::awaitable<std::size_t> Store::rekey_channel_keys(std::string id) {
     co_return co_await rekey_record(hex.str);
   }
   std::size_t resealed = 0;
-  auto pattern = glob_escape(prefix_) + ":chkey:*";
-  auto hex_at = prefix_.size() + std::string_view(":chkey:").size();
-  std::string cursor = "0";
-  do {
-    auto page = co_await redis_.exec(redis::cmd("SCAN", cursor, "MATCH", pattern, "COUNT", "1000"));
-    check(page);
-    if (page.elements.size() != 2) throw redis::Error("redis: unexpected SCAN reply");
-    cursor = page.elements[0].str;
-    for (const auto& name : page.elements[1].elements)
-      if (name.str.size() == hex_at + 64)
-        resealed += co_await rekey_record(name.str.substr(hex_at));
-  } while (cursor != "0");
+  for (const auto& hex : co_await all_digests("chkey"))
+    resealed += co_await rekey_record(hex);
   co_return resealed;
 }
 

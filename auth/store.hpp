@@ -100,6 +100,9 @@ class Store {
   std::string events_channel() const;
 
  private:
+  // The digests of every record of a kind ("apikey", "chkey"): one SCAN pass (admin
+  // operations only: it walks the keyspace).
+  boost::asio::awaitable<std::vector<std::string>> all_digests(std::string_view kind);
   std::string key(std::string_view a, std::string_view b) const;
   // Digests of key `id` missing from P:apikey-digests:<id> because they were issued
   // before that set existed (empty when the set exists).
